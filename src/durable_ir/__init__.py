@@ -1,0 +1,76 @@
+"""durable-ir: incident-response agents on LangGraph whose human approvals, deadlines and
+retries survive crashes, redeploys and races.
+
+Example:
+    >>> import durable_ir
+    >>> durable_ir.Approve(by="alice").kind
+    'approve'
+"""
+
+from durable_ir.approval import ApprovalNode, ApprovalRequest, approval_node
+from durable_ir.approval.deciding import DecisionResult
+from durable_ir.clock import Clock, FixedClock, system_clock
+from durable_ir.decisions import (
+    Approve,
+    Decision,
+    Edit,
+    Expire,
+    Reject,
+    parse_decision,
+    validate_decision,
+)
+from durable_ir.errors import (
+    ConfigurationError,
+    Conflict,
+    DecisionNotRecorded,
+    DurableIRError,
+    IncidentBusy,
+    InvalidDecision,
+    InvalidInput,
+    NotFound,
+)
+from durable_ir.incident import IncidentSnapshot, IncidentStatus
+from durable_ir.persistence import Store, open_store, parse_database_url
+from durable_ir.records import ApprovalRecord, ApprovalStatus
+from durable_ir.runtime import Runtime, open_runtime
+from durable_ir.severity import SEVERITIES, Severity
+from durable_ir.sla import SlaPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SEVERITIES",
+    "ApprovalNode",
+    "ApprovalRecord",
+    "ApprovalRequest",
+    "ApprovalStatus",
+    "Approve",
+    "Clock",
+    "ConfigurationError",
+    "Conflict",
+    "Decision",
+    "DecisionNotRecorded",
+    "DecisionResult",
+    "DurableIRError",
+    "Edit",
+    "Expire",
+    "FixedClock",
+    "IncidentBusy",
+    "IncidentSnapshot",
+    "IncidentStatus",
+    "InvalidDecision",
+    "InvalidInput",
+    "NotFound",
+    "Reject",
+    "Runtime",
+    "Severity",
+    "SlaPolicy",
+    "Store",
+    "approval_node",
+    "open_runtime",
+    "open_store",
+    "parse_database_url",
+    "parse_decision",
+    "system_clock",
+    "validate_decision",
+]

@@ -1,0 +1,212 @@
+"""Deciding on an approval: the one safe way a decision enters the system.
+
+``decide`` validates the decision, records it in the ledger with a first-writer-wins
+compare-and-set, and only then resumes the graph, by interrupt id, with ``durability="sync"``,
+under the incident's cross-process lock. A decision that was recorded but whose resume did not
+finish (the process died, or the lock holder was busy) is applied by ``recover``; applying is
+idempotent because it re-reads the ledger and the checkpoint under the lock first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.types import Command
+
+from durable_ir.clock import Clock
+from durable_ir.decisions import Decision, Edit, validate_decision
+from durable_ir.errors import Conflict, IncidentBusy, InvalidInput, NotFound
+from durable_ir.graphs import GraphRegistry, RegisteredGraph
+from durable_ir.ledger import DecisionWrite
+from durable_ir.persistence import Store
+from durable_ir.records import ApprovalRecord
+from durable_ir.services import NodeServices
+
+__all__ = ["Decider", "DecisionResult", "validate_incident_id"]
+
+log = logging.getLogger("durable_ir.approval")
+
+MAX_INCIDENT_ID_CHARS = 256
+
+
+def validate_incident_id(incident_id: object) -> str:
+    """Return ``incident_id`` if it is a usable id, else raise ``InvalidInput``."""
+    if not isinstance(incident_id, str) or not incident_id.strip():
+        raise InvalidInput("an incident id must be a non-empty string")
+    if len(incident_id) > MAX_INCIDENT_ID_CHARS:
+        raise InvalidInput(f"an incident id is at most {MAX_INCIDENT_ID_CHARS} characters")
+    if not incident_id.isprintable():
+        raise InvalidInput("an incident id must be printable text")
+    return incident_id
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """What ``decide`` did: the recorded decision and whether the graph has received it.
+
+    ``applied`` is False only when another worker held the incident past the lock timeout; the
+    decision is durable, and that worker or ``Runtime.recover()`` applies it.
+    """
+
+    record: ApprovalRecord
+    applied: bool
+
+
+class Decider:
+    """Records decisions and applies them to their graphs exactly once."""
+
+    def __init__(
+        self,
+        store: Store,
+        graphs: GraphRegistry,
+        services_for: Callable[[str], NodeServices],
+        clock: Clock,
+        lock_timeout: float,
+    ) -> None:
+        self._store = store
+        self._graphs = graphs
+        self._services_for = services_for
+        self._clock = clock
+        self._lock_timeout = lock_timeout
+
+    async def incident_exists(self, incident_id: str) -> bool:
+        """True if the checkpointer holds any checkpoint for ``incident_id``."""
+        config = {"configurable": {"thread_id": incident_id, "checkpoint_ns": ""}}
+        return await self._store.checkpointer.aget_tuple(config) is not None  # type: ignore[arg-type]
+
+    async def decide(
+        self, incident_id: str, decision: Decision, *, approval_id: str | None = None
+    ) -> DecisionResult:
+        """Record ``decision`` on the incident's pending approval, then apply it."""
+        incident_id = validate_incident_id(incident_id)
+        decision = validate_decision(decision)
+        ledger = self._store.ledger
+        if approval_id is not None:
+            record = await ledger.get(approval_id)
+            if record is not None and record.incident_id != incident_id:
+                record = None
+        else:
+            record = await ledger.latest(incident_id)
+        if record is None:
+            if approval_id is None and await self.incident_exists(incident_id):
+                raise Conflict(
+                    f"incident {incident_id!r} is not waiting for a decision "
+                    "(it has not asked for an approval)"
+                )
+            what = f"approval {approval_id!r} of incident" if approval_id else "incident"
+            raise NotFound(f"no {what} {incident_id!r}")
+        if not record.is_pending:
+            raise Conflict(
+                f"incident {incident_id!r} is not waiting for a decision: {record.describe()}",
+                winner=record,
+            )
+        graph = self._graphs.get(record.graph)
+        node = graph.approval_node(record.node)
+        if node is not None:
+            decision = node.check_decision(record, decision)
+        write = DecisionWrite(
+            status=decision.status,
+            decided_by=decision.by,
+            decided_at=self._clock(),
+            reason=decision.reason,
+            edited_plan=decision.plan if isinstance(decision, Edit) else None,
+        )
+        won, row = await ledger.record_decision(record.approval_id, write)
+        if not won:
+            raise Conflict(
+                f"incident {incident_id!r} was decided first: {row.describe()}", winner=row
+            )
+        log.info(
+            "recorded %s on incident %s (approval %s) by %s",
+            row.status.value,
+            incident_id,
+            row.approval_id,
+            row.decided_by,
+        )
+        try:
+            async with self._store.locks.hold(incident_id, wait=self._lock_timeout):
+                await self.apply_locked(row)
+        except IncidentBusy:
+            log.warning(
+                "incident %s is busy; its decision %s is recorded and will be applied by the "
+                "running worker or by recovery",
+                incident_id,
+                row.approval_id,
+            )
+            return DecisionResult(record=row, applied=False)
+        current = await ledger.get(row.approval_id)
+        return DecisionResult(record=current or row, applied=True)
+
+    async def apply_locked(self, record: ApprovalRecord) -> bool:
+        """Hand a recorded decision to its graph; the caller holds the incident's lock.
+
+        Returns True if this call ran the graph, False if there was nothing left to do.
+        """
+        ledger = self._store.ledger
+        current = await ledger.get(record.approval_id)
+        if current is None or current.is_pending or current.applied_at is not None:
+            return False
+        graph = self._graphs.get(current.graph)
+        config = graph.config(current.incident_id, self._services_for(graph.name))
+        state = await graph.compiled.aget_state(config)
+        waiting = any(i.id == current.approval_id for i in state.interrupts)
+        # If the run stopped before its pause was saved (it crashed, or the decision came in
+        # while it was still running), continue it: the approval node finds the decision.
+        stalled = bool(state.next) and not state.interrupts
+        run_input: Command[Any] | None = None
+        if waiting:
+            run_input = Command(resume={current.approval_id: {"approval_id": current.approval_id}})
+        ran = waiting or stalled
+        if ran:
+            try:
+                await graph.compiled.ainvoke(run_input, config, durability="sync")
+            except Exception:
+                after = await graph.compiled.aget_state(config)
+                if not any(i.id == current.approval_id for i in after.interrupts):
+                    # The approval node took the decision; a later stage failed.
+                    await ledger.mark_applied(current.approval_id, self._clock())
+                raise
+        await ledger.mark_applied(current.approval_id, self._clock())
+        log.info(
+            "applied %s on incident %s (approval %s)%s",
+            current.status.value,
+            current.incident_id,
+            current.approval_id,
+            "" if ran else ": the graph had already moved past it",
+        )
+        return ran
+
+    async def apply_recorded(self, incident_id: str) -> int:
+        """Apply every recorded-but-unapplied decision of one incident; caller holds its lock."""
+        applied = 0
+        for row in await self._store.ledger.history(incident_id):
+            if not row.is_pending and row.applied_at is None:
+                applied += int(await self.apply_locked(row))
+        return applied
+
+    async def recover(self, *, limit: int = 100) -> list[ApprovalRecord]:
+        """Apply decisions that were recorded but never applied, skipping incidents another
+        live worker holds and graphs this runtime does not know. Returns those applied."""
+        done: list[ApprovalRecord] = []
+        for row in await self._store.ledger.unapplied(limit):
+            if row.graph not in self._graphs:
+                log.warning(
+                    "recovery skips approval %s: graph %r is not registered here",
+                    row.approval_id,
+                    row.graph,
+                )
+                continue
+            try:
+                async with self._store.locks.hold(row.incident_id, wait=0):
+                    if await self.apply_locked(row):
+                        done.append(row)
+            except IncidentBusy:
+                continue
+        return done
+
+    def graph_for(self, record: ApprovalRecord) -> RegisteredGraph:
+        """The registered graph an approval belongs to."""
+        return self._graphs.get(record.graph)

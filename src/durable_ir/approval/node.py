@@ -1,0 +1,238 @@
+"""The durable approval node: register the request, pause on ``interrupt()``, apply the one
+decision the ledger holds, and route on it.
+
+The node re-runs from its first line when the graph is resumed, so everything before
+``interrupt()`` is idempotent: the request is keyed by the interrupt id (a hash of the task's
+checkpoint namespace, stable across re-runs), and registering it again returns the stored row
+with its original deadline.
+
+The value the graph is resumed with is never trusted: the node reads the decision from the
+ledger. A resume that bypassed :meth:`durable_ir.Runtime.decide` (or carried junk) finds the
+row still pending, raises ``DecisionNotRecorded``, and the incident stays waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphInterrupt
+from langgraph.types import Interrupt, interrupt
+
+from durable_ir.approval.request import (
+    DEFAULT_ACTION_NAME,
+    ReviewDecision,
+    allowed_decisions,
+    build_request,
+)
+from durable_ir.decisions import Decision, Edit
+from durable_ir.errors import (
+    ConfigurationError,
+    DecisionNotRecorded,
+    DurableIRError,
+    InvalidDecision,
+    InvalidInput,
+)
+from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
+from durable_ir.services import services_from
+from durable_ir.severity import parse_severity
+
+__all__ = ["ApprovalNode", "ApprovalRoute", "PlanValidator", "approval_node"]
+
+ApprovalRoute = Literal["approved", "rejected", "expired"]
+PlanValidator = Callable[[Any], Any]
+"""Returns the (possibly normalised) plan, or raises ``ValueError``/``InvalidInput``."""
+
+
+def _read(state: Any, key: str) -> Any:
+    if isinstance(state, Mapping):
+        return state.get(key)
+    return getattr(state, key, None)
+
+
+class ApprovalNode:
+    """A LangGraph node that waits, durably, for a human decision on a plan.
+
+    Add it with ``builder.add_node("approval", approval_node())`` and route on its outcome with
+    ``builder.add_conditional_edges("approval", node.route, {...})``. The state must have a key
+    for the plan (``plan_key``), may have ``severity_key`` (default ``P2``) and ``summary_key``,
+    and gets the outcome under ``state_key``; an edited plan replaces ``state[plan_key]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan_key: str = "plan",
+        severity_key: str = "severity",
+        summary_key: str = "summary",
+        state_key: str = "approval",
+        action_name: str = DEFAULT_ACTION_NAME,
+        allowed: Sequence[ReviewDecision] = ("approve", "edit", "reject"),
+        validate_plan: PlanValidator | None = None,
+        default_severity: str = "P2",
+    ) -> None:
+        for name, key in (
+            ("plan_key", plan_key),
+            ("severity_key", severity_key),
+            ("summary_key", summary_key),
+            ("state_key", state_key),
+            ("action_name", action_name),
+        ):
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError(f"{name} must be a non-empty string")
+        if not allowed or not set(allowed) <= {"approve", "edit", "reject"}:
+            raise ConfigurationError(
+                f"allowed must be a non-empty subset of approve/edit/reject, got {allowed!r}"
+            )
+        if "approve" not in allowed and "edit" not in allowed:
+            raise ConfigurationError("an approval that cannot be approved is not an approval")
+        try:
+            self.default_severity = parse_severity(default_severity)
+        except InvalidInput as exc:
+            raise ConfigurationError(str(exc)) from None
+        self.plan_key = plan_key
+        self.severity_key = severity_key
+        self.summary_key = summary_key
+        self.state_key = state_key
+        self.action_name = action_name
+        self.allowed: tuple[ReviewDecision, ...] = tuple(allowed)
+        self._validate_plan = validate_plan
+        self.__name__ = "approval"  # the default node name when added without one
+
+    def validate_plan(self, plan: Any) -> Any:
+        """Run the plan validator; ``InvalidInput`` with its message if the plan is refused."""
+        if plan is None:
+            raise InvalidInput("there is no plan to approve")
+        if self._validate_plan is None:
+            return plan
+        try:
+            return self._validate_plan(plan)
+        except (ValueError, TypeError, InvalidInput) as exc:
+            raise InvalidInput(f"the plan does not validate: {exc}") from None
+
+    def check_decision(self, record: ApprovalRecord, decision: Decision) -> Decision:
+        """Refuse a decision its request does not allow, or an edit whose plan does not
+        validate (``InvalidDecision``); return the decision with the edited plan normalised."""
+        if decision.kind not in allowed_decisions(record.request):
+            raise InvalidDecision(
+                f"{decision.kind!r} is not allowed on approval {record.approval_id}"
+            )
+        if isinstance(decision, Edit):
+            try:
+                plan = self.validate_plan(decision.plan)
+            except InvalidInput as exc:
+                raise InvalidDecision(f"the edited plan was refused: {exc}") from None
+            return Edit(by=decision.by, plan=plan, reason=decision.reason)
+        return decision
+
+    async def __call__(self, state: Any, config: RunnableConfig) -> dict[str, Any]:
+        services = services_from(config)
+        configurable = config.get("configurable") or {}
+        incident_id = str(configurable["thread_id"])
+        namespace = str(configurable.get("checkpoint_ns", ""))
+        node = str((config.get("metadata") or {}).get("langgraph_node", "approval"))
+        # interrupt() below names its interrupt by the same hash of the task namespace.
+        approval_id = Interrupt.from_ns(None, namespace).id
+
+        record = await services.ledger.get(approval_id)
+        if record is None:
+            plan = self.validate_plan(_read(state, self.plan_key))
+            severity = parse_severity(_read(state, self.severity_key) or self.default_severity)
+            requested_at = services.clock()
+            deadline_at = services.sla.deadline_for(severity, requested_at)
+            summary = _read(state, self.summary_key)
+            request = build_request(
+                approval_id=approval_id,
+                incident_id=incident_id,
+                severity=severity,
+                requested_at=requested_at,
+                deadline_at=deadline_at,
+                plan=plan,
+                summary=str(summary) if summary else f"Remediation plan for {incident_id}",
+                action_name=self.action_name,
+                allowed=self.allowed,
+            )
+            record = await services.ledger.register(
+                NewApproval(
+                    approval_id=approval_id,
+                    incident_id=incident_id,
+                    graph=services.graph,
+                    node=node,
+                    request=dict(request),
+                    severity=severity,
+                    requested_at=requested_at,
+                    deadline_at=deadline_at,
+                )
+            )
+
+        if record.is_pending:
+            try:
+                interrupt(record.request)
+            except GraphInterrupt as pause:
+                paused_as = pause.args[0][0].id if pause.args and pause.args[0] else None
+                if paused_as != approval_id:
+                    raise DurableIRError(
+                        f"LangGraph named the interrupt {paused_as!r}, not {approval_id!r}: "
+                        "this LangGraph version is not supported by durable-ir"
+                    ) from pause
+                raise
+            # Resumed. Whatever the resume value says, only the ledger decides.
+            record = await services.ledger.get(approval_id)
+            if record is None or record.is_pending:
+                raise DecisionNotRecorded(
+                    f"approval {approval_id} of incident {incident_id!r} was resumed without a "
+                    "recorded decision; decide through Runtime.decide(). The incident is still "
+                    "waiting."
+                )
+        return self.outcome(record)
+
+    def outcome(self, record: ApprovalRecord) -> dict[str, Any]:
+        """The state update for a decided record."""
+        update: dict[str, Any] = {
+            self.state_key: {
+                "approval_id": record.approval_id,
+                "status": record.status.value,
+                "decided_by": record.decided_by,
+                "decided_at": record.decided_at.isoformat() if record.decided_at else None,
+                "reason": record.reason,
+                "edited": record.edited_plan is not None,
+                "deadline_at": record.deadline_at.isoformat(),
+            }
+        }
+        if record.status is ApprovalStatus.APPROVED and record.edited_plan is not None:
+            update[self.plan_key] = record.edited_plan
+        return update
+
+    def route(self, state: Any) -> ApprovalRoute:
+        """For ``add_conditional_edges``: ``"approved"``, ``"rejected"`` or ``"expired"``."""
+        outcome = _read(state, self.state_key)
+        status = outcome.get("status") if isinstance(outcome, Mapping) else None
+        if status == "approved":
+            return "approved"
+        if status == "rejected":
+            return "rejected"
+        if status == "expired":
+            return "expired"
+        raise InvalidInput(f"state[{self.state_key!r}] holds no decision to route on: {outcome!r}")
+
+
+def approval_node(**options: Any) -> ApprovalNode:
+    """Create an :class:`ApprovalNode`; see its parameters.
+
+    Example:
+        >>> from typing import Any, TypedDict
+        >>> from langgraph.graph import END, START, StateGraph
+        >>> class State(TypedDict, total=False):
+        ...     plan: Any
+        ...     approval: dict
+        >>> gate = approval_node(plan_key="plan")
+        >>> builder = StateGraph(State)
+        >>> _ = builder.add_node("approval", gate)
+        >>> _ = builder.add_node("apply", lambda state: {})
+        >>> _ = builder.add_edge(START, "approval")
+        >>> _ = builder.add_conditional_edges(
+        ...     "approval", gate.route, {"approved": "apply", "rejected": END, "expired": END})
+        >>> _ = builder.add_edge("apply", END)
+    """
+    return ApprovalNode(**options)

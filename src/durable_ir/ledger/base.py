@@ -1,0 +1,118 @@
+"""The approval ledger interface, shared by the PostgreSQL, SQLite and in-memory backends.
+
+The ledger is the source of truth for decisions. Its one write that matters,
+:meth:`ApprovalLedger.record_decision`, is a first-writer-wins compare-and-set on
+``status = 'pending'`` that is atomic across processes.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
+
+__all__ = ["ApprovalLedger", "DecisionWrite", "record_from_row"]
+
+
+@dataclass(frozen=True)
+class DecisionWrite:
+    """The fields a decision writes into its ledger row."""
+
+    status: ApprovalStatus
+    decided_by: str
+    decided_at: datetime
+    reason: str | None
+    edited_plan: Any = None
+
+
+class ApprovalLedger(ABC):
+    """Durable record of approval requests and the one decision each receives."""
+
+    @abstractmethod
+    async def setup(self) -> None:
+        """Create the ledger's tables and indexes if missing (idempotent)."""
+
+    @abstractmethod
+    async def register(self, new: NewApproval) -> ApprovalRecord:
+        """Insert ``new`` unless a row with its ``approval_id`` exists; return the stored row.
+
+        Idempotent: a re-run of the approval node gets the original row back, with its
+        original ``requested_at`` and ``deadline_at``.
+        """
+
+    @abstractmethod
+    async def get(self, approval_id: str) -> ApprovalRecord | None:
+        """The row for ``approval_id``, or ``None``."""
+
+    @abstractmethod
+    async def history(self, incident_id: str) -> list[ApprovalRecord]:
+        """Every approval of ``incident_id``, oldest first."""
+
+    @abstractmethod
+    async def latest(self, incident_id: str) -> ApprovalRecord | None:
+        """The most recent approval of ``incident_id``, or ``None`` if it never asked for one."""
+
+    @abstractmethod
+    async def record_decision(
+        self, approval_id: str, decision: DecisionWrite
+    ) -> tuple[bool, ApprovalRecord]:
+        """Compare-and-set the row from pending to ``decision``.
+
+        Returns ``(True, row)`` when this call won, ``(False, row)`` with the winner's row when
+        another decision was recorded first. Raises ``LookupError`` for an unknown id.
+        """
+
+    @abstractmethod
+    async def mark_applied(self, approval_id: str, at: datetime) -> None:
+        """Note that the recorded decision has been handed to the graph."""
+
+    @abstractmethod
+    async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
+        """Decided rows whose decision has not been applied yet, oldest decision first."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, default no-op
+        """Release what the ledger holds of its own (the store owns shared connections)."""
+
+
+def _as_datetime(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, int):  # SQLite stores epoch microseconds
+        return datetime.fromtimestamp(value / 1_000_000, UTC)
+    raise TypeError(f"cannot read a timestamp from {value!r}")
+
+
+def _as_json(value: object) -> Any:
+    if isinstance(value, str | bytes):
+        return json.loads(value)
+    return value
+
+
+def record_from_row(row: Mapping[str, Any]) -> ApprovalRecord:
+    """Build an :class:`ApprovalRecord` from a database row (any backend)."""
+    requested_at = _as_datetime(row["requested_at"])
+    deadline_at = _as_datetime(row["deadline_at"])
+    assert requested_at is not None and deadline_at is not None
+    return ApprovalRecord(
+        approval_id=row["approval_id"],
+        incident_id=row["incident_id"],
+        graph=row["graph"],
+        node=row["node"],
+        request=_as_json(row["request"]),
+        severity=row["severity"],
+        requested_at=requested_at,
+        deadline_at=deadline_at,
+        status=ApprovalStatus(row["status"]),
+        decided_by=row["decided_by"],
+        decided_at=_as_datetime(row["decided_at"]),
+        reason=row["reason"],
+        edited_plan=None if row["edited_plan"] is None else _as_json(row["edited_plan"]),
+        applied_at=_as_datetime(row["applied_at"]),
+    )

@@ -1,0 +1,86 @@
+"""An in-process approval ledger for ``memory://`` runtimes and unit tests."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from datetime import datetime
+
+from durable_ir.ledger.base import ApprovalLedger, DecisionWrite
+from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
+
+__all__ = ["MemoryLedger"]
+
+
+class MemoryLedger(ApprovalLedger):
+    """Keeps rows in a dict. Atomic because every method runs without awaiting.
+
+    Example:
+        >>> import asyncio
+        >>> asyncio.run(MemoryLedger().history("inc-1"))
+        []
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, ApprovalRecord] = {}
+
+    async def setup(self) -> None:
+        return None
+
+    async def register(self, new: NewApproval) -> ApprovalRecord:
+        existing = self._rows.get(new.approval_id)
+        if existing is not None:
+            return existing
+        row = ApprovalRecord(
+            approval_id=new.approval_id,
+            incident_id=new.incident_id,
+            graph=new.graph,
+            node=new.node,
+            request=copy.deepcopy(new.request),
+            severity=new.severity,
+            requested_at=new.requested_at,
+            deadline_at=new.deadline_at,
+            status=ApprovalStatus.PENDING,
+        )
+        self._rows[new.approval_id] = row
+        return row
+
+    async def get(self, approval_id: str) -> ApprovalRecord | None:
+        return self._rows.get(approval_id)
+
+    async def history(self, incident_id: str) -> list[ApprovalRecord]:
+        rows = [r for r in self._rows.values() if r.incident_id == incident_id]
+        return sorted(rows, key=lambda r: (r.requested_at, r.approval_id))
+
+    async def latest(self, incident_id: str) -> ApprovalRecord | None:
+        rows = await self.history(incident_id)
+        return rows[-1] if rows else None
+
+    async def record_decision(
+        self, approval_id: str, decision: DecisionWrite
+    ) -> tuple[bool, ApprovalRecord]:
+        row = self._rows.get(approval_id)
+        if row is None:
+            raise LookupError(approval_id)
+        if not row.is_pending:
+            return False, row
+        row = replace(
+            row,
+            status=decision.status,
+            decided_by=decision.decided_by,
+            decided_at=decision.decided_at,
+            reason=decision.reason,
+            edited_plan=copy.deepcopy(decision.edited_plan),
+        )
+        self._rows[approval_id] = row
+        return True, row
+
+    async def mark_applied(self, approval_id: str, at: datetime) -> None:
+        row = self._rows[approval_id]
+        if row.applied_at is None:
+            self._rows[approval_id] = replace(row, applied_at=at)
+
+    async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
+        rows = [r for r in self._rows.values() if not r.is_pending and r.applied_at is None]
+        rows.sort(key=lambda r: (r.decided_at or r.requested_at, r.approval_id))
+        return rows[:limit]

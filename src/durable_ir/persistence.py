@@ -1,0 +1,241 @@
+"""One place that turns a database URL into a LangGraph checkpointer, the approval ledger and
+the per-incident locks, all in the same database.
+
+=================================  ======================  ===============  ==================
+URL                                checkpointer            ledger           locks
+=================================  ======================  ===============  ==================
+``postgresql://user@host/db``      AsyncPostgresSaver      PostgresLedger   advisory locks
+``sqlite:///path/to/incidents.db`` AsyncSqliteSaver        SqliteLedger     file range locks
+``memory://``                      InMemorySaver           MemoryLedger     in-process locks
+=================================  ======================  ===============  ==================
+
+``sqlite:///relative.db`` is relative to the working directory, ``sqlite:////abs.db`` is
+absolute, and no URL at all means ``$DURABLE_IR_DATABASE_URL`` or else
+``sqlite:///durable_ir.db``.
+
+Example:
+    >>> import asyncio
+    >>> async def demo():
+    ...     async with open_store("memory://") as store:
+    ...         return store.backend
+    >>> asyncio.run(demo())
+    'memory'
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiosqlite
+import psycopg
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from durable_ir.errors import ConfigurationError
+from durable_ir.ledger import ApprovalLedger, MemoryLedger, PostgresLedger, SqliteLedger
+from durable_ir.locks import FileRangeLocks, IncidentLocks, PostgresAdvisoryLocks, ProcessLocks
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DEFAULT_DATABASE_URL",
+    "Backend",
+    "DatabaseURL",
+    "Store",
+    "open_store",
+    "parse_database_url",
+]
+
+DATABASE_URL_ENV = "DURABLE_IR_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///durable_ir.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any constant works as long as every durable-ir process uses the same one.
+_SETUP_LOCK_KEY = 0x6475726162_6C65  # "durable"
+
+Backend = Literal["postgres", "sqlite", "memory"]
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A parsed database URL: the backend and what it connects to (DSN or file path)."""
+
+    backend: Backend
+    target: str
+
+    def __str__(self) -> str:
+        if self.backend == "postgres":
+            return _redact(self.target)
+        return f"sqlite:///{self.target}" if self.backend == "sqlite" else "memory://"
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def parse_database_url(url: str | None = None) -> DatabaseURL:
+    """Parse a database URL (see the module doc); ``ConfigurationError`` if it is unusable.
+
+    Example:
+        >>> parse_database_url("sqlite:///incidents.db")
+        DatabaseURL(backend='sqlite', target='incidents.db')
+        >>> parse_database_url("redis://x")
+        Traceback (most recent call last):
+        ...
+        durable_ir.errors.ConfigurationError: unsupported database URL 'redis://x': \
+use postgresql://…, sqlite:///path or memory://
+    """
+    if url is None:
+        url = os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError("the database URL is empty")
+    url = url.strip()
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("postgresql", "postgres"):
+        return DatabaseURL("postgres", url)
+    if scheme == "memory":
+        if url.rstrip("/") != "memory:":
+            raise ConfigurationError(f"a memory URL takes nothing after the scheme: {url!r}")
+        return DatabaseURL("memory", "")
+    if scheme == "sqlite":
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/") or rest in ("/", ""):
+            raise ConfigurationError(
+                "a SQLite URL needs a file: sqlite:///relative.db or sqlite:////abs.db, "
+                f"got {url!r}"
+            )
+        path = rest[1:]
+        if path in (":memory:", "") or path.startswith("file:"):
+            raise ConfigurationError(
+                "an in-memory SQLite database cannot be shared by the checkpointer and the "
+                "ledger: use memory:// instead"
+            )
+        return DatabaseURL("sqlite", path)
+    shown = _redact(url)
+    raise ConfigurationError(
+        f"unsupported database URL {shown!r}: use postgresql://…, sqlite:///path or memory://"
+    )
+
+
+@dataclass(frozen=True)
+class Store:
+    """What a runtime persists through: the checkpointer, the ledger and the incident locks."""
+
+    url: DatabaseURL
+    checkpointer: BaseCheckpointSaver[Any]
+    ledger: ApprovalLedger
+    locks: IncidentLocks
+
+    @property
+    def backend(self) -> Backend:
+        """``"postgres"``, ``"sqlite"`` or ``"memory"``."""
+        return self.url.backend
+
+
+@asynccontextmanager
+async def open_store(
+    url: str | None = None, *, pool_size: int = 20, connect_timeout: float = 30.0
+) -> AsyncIterator[Store]:
+    """Open (and set up, idempotently) the store behind ``url``; close everything on exit.
+
+    ``pool_size`` bounds PostgreSQL connections; each incident being run holds one extra
+    connection for its lock.
+    """
+    parsed = parse_database_url(url)
+    if pool_size < 2:
+        raise ConfigurationError("pool_size must be at least 2 (one for a lock, one for work)")
+    async with AsyncExitStack() as stack:
+        if parsed.backend == "postgres":
+            store = await _open_postgres(stack, parsed, pool_size, connect_timeout)
+        elif parsed.backend == "sqlite":
+            store = await _open_sqlite(stack, parsed)
+        else:
+            store = Store(
+                parsed, InMemorySaver(), MemoryLedger(), ProcessLocks(f"memory:{uuid.uuid4()}")
+            )
+        yield store
+
+
+async def _open_postgres(
+    stack: AsyncExitStack, url: DatabaseURL, pool_size: int, connect_timeout: float
+) -> Store:
+    # One direct connection first: a wrong URL fails now, with the server's own message,
+    # instead of after the pool's retries.
+    try:
+        probe = await AsyncConnection.connect(url.target, connect_timeout=int(connect_timeout))
+    except psycopg.Error as exc:
+        raise ConfigurationError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
+    await probe.close()
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url.target,
+        min_size=1,
+        max_size=pool_size,
+        open=False,
+        timeout=connect_timeout,
+        # What AsyncPostgresSaver needs, and what works behind a transaction pooler.
+        kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
+        name="durable-ir",
+    )
+    try:
+        await pool.open(wait=True, timeout=connect_timeout)
+    except Exception as exc:
+        await pool.close()
+        raise ConfigurationError(f"cannot connect to PostgreSQL at {url}: {exc}") from exc
+    stack.push_async_callback(pool.close)
+    saver = AsyncPostgresSaver(conn=pool)
+    ledger = PostgresLedger(pool)
+    locks = PostgresAdvisoryLocks(pool)
+    # Several processes may start at once: migrate under one advisory lock. setup() runs
+    # CREATE INDEX CONCURRENTLY, so it runs outside any transaction, on its own connection.
+    async with pool.connection() as guard:
+        await guard.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+        try:
+            await saver.setup()
+            await ledger.setup()
+        finally:
+            await guard.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
+    return Store(url, saver, ledger, locks)
+
+
+def _check_sqlite_directory(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigurationError(
+            f"the directory of the SQLite database does not exist: {directory}"
+        )
+
+
+async def _connect_sqlite(path: str, *, isolation_level: str | None) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=isolation_level)
+    # executescript finishes its statements: an open PRAGMA cursor would hold a read lock.
+    await conn.executescript(
+        f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
+    )
+    return conn
+
+
+async def _open_sqlite(stack: AsyncExitStack, url: DatabaseURL) -> Store:
+    _check_sqlite_directory(url.target)
+    saver_conn = await _connect_sqlite(url.target, isolation_level="")
+    stack.push_async_callback(saver_conn.close)
+    ledger_conn = await _connect_sqlite(url.target, isolation_level=None)
+    stack.push_async_callback(ledger_conn.close)
+    saver = AsyncSqliteSaver(saver_conn)
+    ledger = SqliteLedger(ledger_conn)
+    await saver.setup()
+    await ledger.setup()
+    locks = FileRangeLocks(f"{url.target}.locks")
+    stack.push_async_callback(locks.close)
+    return Store(url, saver, ledger, locks)

@@ -1,0 +1,44 @@
+"""What durable-ir nodes need at run time, passed to them through the LangGraph config.
+
+The runtime puts a :class:`NodeServices` under ``config["configurable"]["__durable_ir"]`` on
+every invocation. Keys starting with ``__`` are never copied into checkpoint metadata, so the
+object stays out of the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from durable_ir.clock import Clock
+from durable_ir.errors import ConfigurationError
+from durable_ir.ledger import ApprovalLedger
+from durable_ir.sla import SlaPolicy
+
+__all__ = ["SERVICES_CONFIG_KEY", "NodeServices", "services_from"]
+
+SERVICES_CONFIG_KEY = "__durable_ir"
+
+
+@dataclass(frozen=True)
+class NodeServices:
+    """The ledger, clock, SLA policy and graph name a durable-ir node runs with."""
+
+    ledger: ApprovalLedger
+    clock: Clock
+    sla: SlaPolicy
+    graph: str
+
+
+def services_from(config: RunnableConfig | Mapping[str, Any]) -> NodeServices:
+    """The services in ``config``, or a ``ConfigurationError`` saying how to provide them."""
+    services = (config.get("configurable") or {}).get(SERVICES_CONFIG_KEY)
+    if not isinstance(services, NodeServices):
+        raise ConfigurationError(
+            "this durable-ir node needs a runtime: run the graph with Runtime.start() / "
+            "Runtime.decide(), or invoke it with Runtime.config_for(incident_id)"
+        )
+    return services

@@ -1,0 +1,85 @@
+"""Shared fixtures: one database URL per backend, real servers only.
+
+PostgreSQL tests get a fresh database each (created and dropped here) on the server that
+``support.postgres`` resolves: ``$DURABLE_IR_TEST_POSTGRES_URL``, else 127.0.0.1:5432, else an
+embedded pgserver. With ``DURABLE_IR_REQUIRE_POSTGRES`` set (as ``.ci/run`` does), a missing
+server fails the tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.postgres import (
+    create_database,
+    drop_database,
+    resolution_errors,
+    resolve_server_url,
+)
+
+ALL_BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+DURABLE_BACKENDS = ALL_BACKENDS[1:]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Lets .ci/run see, from the junit report, which skipped tests needed PostgreSQL.
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.user_properties.append(("markers", "postgres"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    url = resolve_server_url()
+    if url is None:
+        reason = "no PostgreSQL server available: " + "; ".join(resolution_errors())
+        if os.environ.get("DURABLE_IR_REQUIRE_POSTGRES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database, dropped after the test."""
+    url = create_database(postgres_server)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+def _database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'incidents.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL on each backend: memory, SQLite, PostgreSQL."""
+    return _database_url(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=DURABLE_BACKENDS)
+def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL that several processes can share: SQLite, PostgreSQL."""
+    return _database_url(request, request.param, tmp_path)
+
+
+@pytest.fixture
+def counter_dir(tmp_path: Path) -> Path:
+    """Where the test graph's nodes record each time they run."""
+    path = tmp_path / "counters"
+    path.mkdir()
+    return path

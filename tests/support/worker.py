@@ -1,0 +1,93 @@
+"""A separate OS process for crash and race tests: ``python -m support.worker MODE …``.
+
+Modes (all print one JSON object per line on stdout):
+
+- ``start URL INCIDENT COUNTERS``: run the incident to its approval pause, print
+  ``{"paused": approval_id}``, then wait to be killed.
+- ``decider URL COUNTERS``: read requests ``{"incident", "decision", "at"}`` from stdin; at the
+  wall-clock time ``at``, decide; print ``{"won": record}`` or ``{"conflict": winner}``.
+- ``decide-then-die URL INCIDENT COUNTERS``: record an approval, then SIGKILL itself before the
+  graph is resumed (it dies on the incident lock that decide takes right after recording).
+- ``recover URL COUNTERS``: run ``Runtime.recover()``, print the approvals it applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from durable_ir import Conflict, Runtime, open_runtime, parse_decision
+from support.graphs import ALERT, build_graph
+
+
+def emit(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+async def start(rt: Runtime, incident: str, counters: str) -> None:
+    snapshot = await rt.start(build_graph(counters), {"alert": ALERT}, incident_id=incident)
+    assert snapshot.pending_approval is not None, snapshot
+    emit({"paused": snapshot.pending_approval.approval_id})
+    await asyncio.Event().wait()
+
+
+async def decider(rt: Runtime, counters: str) -> None:
+    rt.register(build_graph(counters))
+    emit({"ready": True})
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        request = json.loads(line)
+        decision = parse_decision(request["decision"])
+        await asyncio.sleep(max(0.0, request["at"] - time.time()))
+        try:
+            result = await rt.decide(request["incident"], decision)
+        except Conflict as conflict:
+            winner = conflict.winner.to_dict() if conflict.winner else None
+            emit({"conflict": winner, "message": str(conflict)})
+        else:
+            emit({"won": result.record.to_dict(), "applied": result.applied})
+
+
+async def decide_then_die(rt: Runtime, incident: str, counters: str) -> None:
+    rt.register(build_graph(counters))
+
+    async def die(incident_id: str) -> bool:
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    rt.store.locks.try_acquire = die  # type: ignore[method-assign]
+    emit({"deciding": incident})
+    from durable_ir import Approve
+
+    await rt.decide(incident, Approve(by="alice"))
+
+
+async def recover(rt: Runtime, counters: str) -> None:
+    rt.register(build_graph(counters))
+    applied = await rt.recover()
+    emit({"recovered": [r.approval_id for r in applied]})
+
+
+async def main(argv: list[str]) -> None:
+    mode, url, *rest = argv
+    async with open_runtime(url) as rt:
+        if mode == "start":
+            await start(rt, rest[0], rest[1])
+        elif mode == "decider":
+            await decider(rt, rest[0])
+        elif mode == "decide-then-die":
+            await decide_then_die(rt, rest[0], rest[1])
+        elif mode == "recover":
+            await recover(rt, rest[0])
+        else:
+            raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))
