@@ -22,8 +22,11 @@ AnyGraph = StateGraph[Any, Any, Any, Any] | CompiledStateGraph[Any, Any, Any, An
 class RegisteredGraph:
     """A compiled graph plus what the runtime needs to know about it."""
 
-    def __init__(self, name: str, compiled: CompiledStateGraph[Any, Any, Any, Any]) -> None:
+    def __init__(
+        self, name: str, source: object, compiled: CompiledStateGraph[Any, Any, Any, Any]
+    ) -> None:
         self.name = name
+        self.source = source
         self.compiled = compiled
         self.approval_nodes = _approval_nodes(compiled)
 
@@ -57,14 +60,17 @@ class GraphRegistry:
     def __init__(self, checkpointer: BaseCheckpointSaver[Any]) -> None:
         self._checkpointer = checkpointer
         self._graphs: dict[str, RegisteredGraph] = {}
-        self._by_identity: dict[int, RegisteredGraph] = {}
 
     def register(self, graph: AnyGraph, name: str | None = None) -> RegisteredGraph:
-        """Compile (or adopt) ``graph`` under ``name``; registering the same graph again is a
-        no-op, a different graph under a taken name is a ``ConfigurationError``."""
-        known = self._by_identity.get(id(graph))
-        if known is not None and (name is None or name == known.name):
-            return known
+        """Compile (or adopt) ``graph`` under ``name`` and return it.
+
+        Passing a graph that is registered already (the builder or the compiled graph this
+        returned) is a no-op. Registering another graph under a taken name replaces the entry:
+        that is how a new version of a graph, or a graph rebuilt per request, takes over.
+        """
+        for known in self._graphs.values():
+            if (graph is known.source or graph is known.compiled) and name in (None, known.name):
+                return known
         if isinstance(graph, StateGraph):
             graph_name = name or DEFAULT_GRAPH_NAME
             compiled = graph.compile(checkpointer=self._checkpointer, name=graph_name)
@@ -82,11 +88,8 @@ class GraphRegistry:
             )
         if not graph_name or not isinstance(graph_name, str):
             raise ConfigurationError("a graph needs a non-empty name")
-        if graph_name in self._graphs:
-            raise ConfigurationError(f"a different graph is already registered as {graph_name!r}")
-        registered = RegisteredGraph(graph_name, compiled)
+        registered = RegisteredGraph(graph_name, graph, compiled)
         self._graphs[graph_name] = registered
-        self._by_identity[id(graph)] = registered
         return registered
 
     def get(self, name: str) -> RegisteredGraph:

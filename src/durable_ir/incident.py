@@ -9,7 +9,7 @@ from durable_ir.records import ApprovalRecord
 
 __all__ = ["IncidentSnapshot", "IncidentStatus"]
 
-IncidentStatus = Literal["awaiting_approval", "running", "finished"]
+IncidentStatus = Literal["awaiting_approval", "resuming", "running", "finished"]
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,9 @@ class IncidentSnapshot:
     """Where an incident stands, read from the checkpointer and the ledger.
 
     ``status`` is ``awaiting_approval`` when the graph is paused on a pending approval,
-    ``finished`` when it has nothing left to run, else ``running`` (being run now, or stopped
-    mid-stage by a crash, waiting for recovery).
+    ``resuming`` when a decision is recorded but the graph has not received it yet (the worker
+    applying it is running, or died and recovery will apply it), ``finished`` when it has
+    nothing left to run, else ``running`` (being run now, or stopped mid-stage by a crash).
     """
 
     id: str

@@ -24,12 +24,13 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, LiteralString
 from urllib.parse import urlsplit
 
 import aiosqlite
@@ -198,15 +199,26 @@ async def _open_postgres(
     ledger = PostgresLedger(pool)
     locks = PostgresAdvisoryLocks(pool)
     # Several processes may start at once: migrate under one advisory lock. setup() runs
-    # CREATE INDEX CONCURRENTLY, so it runs outside any transaction, on its own connection.
+    # CREATE INDEX CONCURRENTLY, which waits for every open snapshot, including that of a
+    # process blocked in pg_advisory_lock() behind us: so wait by polling the try-variant,
+    # which holds no snapshot between attempts.
     async with pool.connection() as guard:
-        await guard.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+        pause = 0.01
+        while not await _fetch_flag(guard, "SELECT pg_try_advisory_lock(%s)", _SETUP_LOCK_KEY):
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
         try:
             await saver.setup()
             await ledger.setup()
         finally:
             await guard.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
     return Store(url, saver, ledger, locks)
+
+
+async def _fetch_flag(conn: AsyncConnection[Any], query: LiteralString, key: int) -> bool:
+    cur = await conn.execute(query, (key,))
+    row = await cur.fetchone()
+    return bool(row and next(iter(row.values())))
 
 
 def _check_sqlite_directory(path: str) -> None:

@@ -156,11 +156,18 @@ class Runtime:
         state = await registered.compiled.aget_state(
             registered.config(incident_id, self._services(registered.name))
         )
-        pending = approvals[-1] if approvals and approvals[-1].is_pending else None
-        waiting = pending is not None and any(i.id == pending.approval_id for i in state.interrupts)
-        status: IncidentStatus = (
-            "awaiting_approval" if waiting else ("running" if state.next else "finished")
+        latest = approvals[-1] if approvals else None
+        pending = latest if latest is not None and latest.is_pending else None
+        paused_on_latest = latest is not None and any(
+            i.id == latest.approval_id for i in state.interrupts
         )
+        status: IncidentStatus
+        if paused_on_latest and pending is not None:
+            status = "awaiting_approval"
+        elif latest is not None and not latest.is_pending and latest.applied_at is None:
+            status = "resuming"
+        else:
+            status = "running" if state.next else "finished"
         return IncidentSnapshot(
             id=incident_id,
             status=status,
