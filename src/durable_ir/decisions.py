@@ -23,6 +23,7 @@ from durable_ir.records import ApprovalStatus
 __all__ = [
     "MAX_IDENTITY_CHARS",
     "MAX_PLAN_BYTES",
+    "MAX_PLAN_DEPTH",
     "MAX_REASON_CHARS",
     "SYSTEM_PREFIX",
     "Approve",
@@ -31,6 +32,7 @@ __all__ = [
     "Edit",
     "Expire",
     "Reject",
+    "json_depth",
     "parse_decision",
     "validate_decision",
 ]
@@ -41,6 +43,28 @@ SYSTEM_PREFIX = "system:"
 MAX_IDENTITY_CHARS = 200
 MAX_REASON_CHARS = 4_000
 MAX_PLAN_BYTES = 256 * 1024
+MAX_PLAN_DEPTH = 32
+
+
+def json_depth(value: object, limit: int = MAX_PLAN_DEPTH) -> int:
+    """How deeply ``value`` nests lists and dicts, counted without recursion and without
+    looking deeper than ``limit + 1`` levels (so hostile input costs little).
+
+    Example:
+        >>> json_depth({"steps": [{"action": "restart"}]})
+        3
+    """
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -151,6 +175,11 @@ def validate_decision(decision: object) -> Decision:
     if isinstance(decision, Edit):
         if decision.plan is None:
             raise InvalidDecision("an edit needs the edited plan")
+        depth = json_depth(decision.plan)
+        if depth > MAX_PLAN_DEPTH:
+            raise InvalidDecision(
+                f"the edited plan is nested {depth} levels deep; the limit is {MAX_PLAN_DEPTH}"
+            )
         try:
             size = len(json.dumps(decision.plan, allow_nan=False).encode())
         except (TypeError, ValueError) as exc:

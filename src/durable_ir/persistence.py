@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, LiteralString
-from urllib.parse import urlsplit
 
 import aiosqlite
 import psycopg
@@ -55,6 +55,7 @@ __all__ = [
     "Store",
     "open_store",
     "parse_database_url",
+    "redact_url",
 ]
 
 DATABASE_URL_ENV = "DURABLE_IR_DATABASE_URL"
@@ -75,15 +76,31 @@ class DatabaseURL:
 
     def __str__(self) -> str:
         if self.backend == "postgres":
-            return _redact(self.target)
+            return redact_url(self.target)
         return f"sqlite:///{self.target}" if self.backend == "sqlite" else "memory://"
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+# Each pattern keeps group "keep", masks what follows it, and keeps group "tail".
+_PASSWORD_PATTERNS = (
+    re.compile(r"(?P<keep>://[^/?#@:]*:)[^/?#@]*(?P<tail>@)"),  # scheme://user:password@host
+    re.compile(r"(?P<keep>[?&]password=)[^&#]*(?P<tail>)", re.IGNORECASE),  # ?password=…
+    re.compile(  # libpq keyword/value strings: password=… or password='…'
+        r"(?P<keep>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]+)(?P<tail>)", re.IGNORECASE
+    ),
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password masked (``user:password@``, a ``password=`` query parameter,
+    or a libpq keyword string); everything else is left exactly as it was.
+
+    Example:
+        >>> redact_url("postgresql://ir:s3cret@db/ir?sslmode=require&password=s3cret")
+        'postgresql://ir:***@db/ir?sslmode=require&password=***'
+    """
+    for pattern in _PASSWORD_PATTERNS:
+        url = pattern.sub(r"\g<keep>***\g<tail>", url)
+    return url
 
 
 def parse_database_url(url: str | None = None) -> DatabaseURL:
@@ -124,7 +141,7 @@ use postgresql://…, sqlite:///path or memory://
                 "ledger: use memory:// instead"
             )
         return DatabaseURL("sqlite", path)
-    shown = _redact(url)
+    shown = redact_url(url)
     raise ConfigurationError(
         f"unsupported database URL {shown!r}: use postgresql://…, sqlite:///path or memory://"
     )

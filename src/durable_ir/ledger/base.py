@@ -11,7 +11,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
@@ -84,19 +84,24 @@ def _as_datetime(value: object) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value.astimezone(UTC)
-    if isinstance(value, int):  # SQLite stores epoch microseconds
-        return datetime.fromtimestamp(value / 1_000_000, UTC)
+    if isinstance(value, int):  # SQLite stores epoch microseconds; no float on the way
+        return _EPOCH + timedelta(microseconds=value)
     raise TypeError(f"cannot read a timestamp from {value!r}")
 
 
-def _as_json(value: object) -> Any:
-    if isinstance(value, str | bytes):
-        return json.loads(value)
-    return value
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def record_from_row(row: Mapping[str, Any]) -> ApprovalRecord:
-    """Build an :class:`ApprovalRecord` from a database row (any backend)."""
+def record_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> ApprovalRecord:
+    """Build an :class:`ApprovalRecord` from a database row.
+
+    ``json_as_text``: the backend stores JSON columns as text (SQLite) rather than handing
+    back decoded values (PostgreSQL ``jsonb``, where a JSON string is already a ``str``).
+    """
+
+    def _as_json(value: object) -> Any:
+        return json.loads(value) if json_as_text and isinstance(value, str | bytes) else value
+
     requested_at = _as_datetime(row["requested_at"])
     deadline_at = _as_datetime(row["deadline_at"])
     assert requested_at is not None and deadline_at is not None

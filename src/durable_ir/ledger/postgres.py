@@ -110,7 +110,13 @@ class PostgresLedger(ApprovalLedger):
                 new.approval_id,
             ),
         )
-        assert row is not None
+        if row is None:
+            # A concurrent register committed the row after this statement took its snapshot:
+            # ON CONFLICT waited for it and did nothing, and the SELECT cannot see it. A new
+            # statement (autocommit: a new snapshot) does.
+            row = await self.get(new.approval_id)
+        if row is None:
+            raise LookupError(f"approval {new.approval_id} vanished while registering")
         return row
 
     async def get(self, approval_id: str) -> ApprovalRecord | None:

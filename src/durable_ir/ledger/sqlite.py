@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
@@ -54,9 +54,8 @@ _COLUMNS = (
 
 
 def to_epoch_us(moment: datetime) -> int:
-    """An aware datetime as integer microseconds since the Unix epoch."""
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """An aware datetime as integer microseconds since the Unix epoch (exact, no float)."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 class SqliteLedger(ApprovalLedger):
@@ -82,12 +81,12 @@ class SqliteLedger(ApprovalLedger):
     async def _one(self, query: str, params: tuple[Any, ...]) -> ApprovalRecord | None:
         async with self._lock, self._conn.execute(query, params) as cur:
             row = await cur.fetchone()
-        return None if row is None else record_from_row(dict(row))
+        return None if row is None else record_from_row(dict(row), json_as_text=True)
 
     async def _all(self, query: str, params: tuple[Any, ...]) -> list[ApprovalRecord]:
         async with self._lock, self._conn.execute(query, params) as cur:
             rows = await cur.fetchall()
-        return [record_from_row(dict(r)) for r in rows]
+        return [record_from_row(dict(r), json_as_text=True) for r in rows]
 
     async def register(self, new: NewApproval) -> ApprovalRecord:
         async with self._lock:
@@ -160,7 +159,7 @@ class SqliteLedger(ApprovalLedger):
                 raise
         if row is None:
             raise LookupError(approval_id)
-        return won, record_from_row(dict(row))
+        return won, record_from_row(dict(row), json_as_text=True)
 
     async def mark_applied(self, approval_id: str, at: datetime) -> None:
         async with self._lock:
