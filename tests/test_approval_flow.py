@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -303,6 +304,17 @@ class SlowAfterRegister(ApprovalLedger):
 
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
         return await self.inner.unapplied(limit)
+
+    async def expire_due(
+        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+    ) -> list[ApprovalRecord]:
+        return await self.inner.expire_due(now, limit, decided_by, reason)
+
+    async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
+        return await self.inner.due_reminders(now, limit)
+
+    async def advance_reminder(self, approval_id: str, sent: int, next_due_at: datetime) -> bool:
+        return await self.inner.advance_reminder(approval_id, sent, next_due_at)
 
 
 async def test_decision_arriving_before_the_pause_lands_is_applied_once(

@@ -31,10 +31,11 @@ from durable_ir.errors import (
 )
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.persistence import Store, open_store, parse_database_url
+from durable_ir.reconciliation import reconcile
 from durable_ir.records import ApprovalRecord, ApprovalStatus
 from durable_ir.runtime import Runtime, open_runtime
 from durable_ir.severity import SEVERITIES, Severity
-from durable_ir.sla import SlaPolicy
+from durable_ir.sla import Reminder, SlaMonitor, SlaPolicy, SweepReport
 
 __version__ = "0.1.0"
 
@@ -62,15 +63,19 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "Reject",
+    "Reminder",
     "Runtime",
     "Severity",
+    "SlaMonitor",
     "SlaPolicy",
     "Store",
+    "SweepReport",
     "approval_node",
     "open_runtime",
     "open_store",
     "parse_database_url",
     "parse_decision",
+    "reconcile",
     "system_clock",
     "validate_decision",
 ]

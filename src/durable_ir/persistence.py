@@ -30,7 +30,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, LiteralString
 
 import aiosqlite
@@ -164,12 +164,18 @@ class Store:
 
 @asynccontextmanager
 async def open_store(
-    url: str | None = None, *, pool_size: int = 20, connect_timeout: float = 30.0
+    url: str | None = None,
+    *,
+    pool_size: int = 20,
+    connect_timeout: float = 30.0,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
 ) -> AsyncIterator[Store]:
     """Open (and set up, idempotently) the store behind ``url``; close everything on exit.
 
     ``pool_size`` bounds PostgreSQL connections; each incident being run holds one extra
-    connection for its lock.
+    connection for its lock. ``checkpointer`` replaces the URL's own saver with yours (any
+    ``BaseCheckpointSaver``, set up and closed by you); the ledger and the locks still live
+    behind ``url``.
     """
     parsed = parse_database_url(url)
     if pool_size < 2:
@@ -183,6 +189,12 @@ async def open_store(
             store = Store(
                 parsed, InMemorySaver(), MemoryLedger(), ProcessLocks(f"memory:{uuid.uuid4()}")
             )
+        if checkpointer is not None:
+            if not isinstance(checkpointer, BaseCheckpointSaver):
+                raise ConfigurationError(
+                    f"checkpointer must be a BaseCheckpointSaver, got {type(checkpointer).__name__}"
+                )
+            store = replace(store, checkpointer=checkpointer)
         yield store
 
 

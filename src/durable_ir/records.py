@@ -42,6 +42,8 @@ class NewApproval:
     severity: str
     requested_at: datetime
     deadline_at: datetime
+    next_due_at: datetime | None = None
+    """When the SLA monitor next has work on it: the first reminder, else the deadline."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class ApprovalRecord:
     reason: str | None = None
     edited_plan: Any = None
     applied_at: datetime | None = None
+    next_due_at: datetime | None = None
+    reminders_sent: int = 0
 
     @property
     def is_pending(self) -> bool:
@@ -97,4 +101,6 @@ class ApprovalRecord:
             "reason": self.reason,
             "edited_plan": self.edited_plan,
             "applied_at": self.applied_at.isoformat() if self.applied_at else None,
+            "next_due_at": self.next_due_at.isoformat() if self.next_due_at else None,
+            "reminders_sent": self.reminders_sent,
         }

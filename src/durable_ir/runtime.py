@@ -39,6 +39,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from durable_ir.approval.deciding import Decider, DecisionResult, validate_incident_id
 from durable_ir.clock import Clock, system_clock
@@ -47,6 +48,7 @@ from durable_ir.errors import ConfigurationError, Conflict, IncidentBusy, NotFou
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.persistence import Store, open_store
+from durable_ir.reconciliation import reconcile
 from durable_ir.records import ApprovalRecord
 from durable_ir.services import NodeServices
 from durable_ir.sla import SlaPolicy
@@ -136,9 +138,21 @@ class Runtime:
         """
         return await self._decider.decide(incident_id, decision, approval_id=approval_id)
 
+    async def apply_recorded_decision(self, record: ApprovalRecord) -> bool:
+        """Hand a recorded decision to its graph; the caller holds the incident's lock
+        (``runtime.store.locks.hold(record.incident_id)``). Idempotent."""
+        return await self._decider.apply_locked(record)
+
     async def recover(self, *, limit: int = 100) -> list[ApprovalRecord]:
         """Apply decisions that were recorded but not applied (their process died)."""
         return await self._decider.recover(limit=limit)
+
+    async def reconcile(self) -> list[ApprovalRecord]:
+        """Register approvals that are pending in the checkpointer but missing from the ledger
+        (e.g. incidents paused before the ledger existed), with deadlines from this runtime's
+        SLA policy; see :func:`durable_ir.reconciliation.reconcile`. Returns the rows it
+        registered."""
+        return await reconcile(self.store.checkpointer, self.store.ledger, sla=self.sla)
 
     async def get(self, incident_id: str) -> IncidentSnapshot:
         """The incident's state and approvals (``NotFound`` if there is no such incident)."""
@@ -192,9 +206,11 @@ async def open_runtime(
     sla: SlaPolicy | None = None,
     lock_timeout: float = 30.0,
     pool_size: int = 20,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime on ``url`` (``postgresql://…``, ``sqlite:///path`` or ``memory://``;
-    default ``$DURABLE_IR_DATABASE_URL`` or ``sqlite:///durable_ir.db``).
+    default ``$DURABLE_IR_DATABASE_URL`` or ``sqlite:///durable_ir.db``). Pass ``checkpointer``
+    to keep graph state in your own saver, with the ledger and locks behind ``url``.
 
     Example:
         >>> import asyncio
@@ -204,5 +220,5 @@ async def open_runtime(
         >>> asyncio.run(main())
         'memory'
     """
-    async with open_store(url, pool_size=pool_size) as store:
+    async with open_store(url, pool_size=pool_size, checkpointer=checkpointer) as store:
         yield Runtime(store, clock=clock, sla=sla, lock_timeout=lock_timeout)

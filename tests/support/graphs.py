@@ -24,6 +24,7 @@ class IncidentState(TypedDict, total=False):
     alert: dict[str, Any]
     severity: str
     summary: str
+    approval_window_s: float
     plan: Any
     approval: dict[str, Any]
     applied: list[str]

@@ -9,6 +9,8 @@ Modes (all print one JSON object per line on stdout):
 - ``decide-then-die URL INCIDENT COUNTERS``: record an approval, then SIGKILL itself before the
   graph is resumed (it dies on the incident lock that decide takes right after recording).
 - ``recover URL COUNTERS``: run ``Runtime.recover()``, print the approvals it applied.
+- ``sweeper URL COUNTERS``: read requests ``{"now": iso, "at"}`` from stdin; at ``at``, sweep
+  with the SLA monitor as of ``now`` until nothing more is due; print ``{"expired": [ids]}``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import os
 import signal
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 from durable_ir import Conflict, Runtime, open_runtime, parse_decision
+from durable_ir.sla import SlaMonitor
 from support.graphs import ALERT, build_graph
 
 
@@ -68,6 +72,24 @@ async def decide_then_die(rt: Runtime, incident: str, counters: str) -> None:
     await rt.decide(incident, Approve(by="alice"))
 
 
+async def sweeper(rt: Runtime, counters: str) -> None:
+    rt.register(build_graph(counters))
+    monitor = SlaMonitor(rt, batch=25)
+    emit({"ready": True})
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        request = json.loads(line)
+        now = datetime.fromisoformat(request["now"])
+        await asyncio.sleep(max(0.0, request["at"] - time.time()))
+        expired: list[str] = []
+        while report := await monitor.sweep(now):
+            expired += [r.approval_id for r in report.expired]
+            assert not report.deferred, report
+            if not report.expired:
+                break
+        emit({"expired": expired})
+
+
 async def recover(rt: Runtime, counters: str) -> None:
     rt.register(build_graph(counters))
     applied = await rt.recover()
@@ -83,6 +105,8 @@ async def main(argv: list[str]) -> None:
             await decider(rt, rest[0])
         elif mode == "decide-then-die":
             await decide_then_die(rt, rest[0], rest[1])
+        elif mode == "sweeper":
+            await sweeper(rt, rest[0])
         elif mode == "recover":
             await recover(rt, rest[0])
         else:

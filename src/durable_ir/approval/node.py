@@ -14,6 +14,7 @@ row still pending, raises ``DecisionNotRecorded``, and the incident stays waitin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
@@ -37,6 +38,7 @@ from durable_ir.errors import (
 from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
 from durable_ir.services import services_from
 from durable_ir.severity import parse_severity
+from durable_ir.sla import SlaPolicy
 
 __all__ = ["ApprovalNode", "ApprovalRoute", "PlanValidator", "approval_node"]
 
@@ -58,6 +60,10 @@ class ApprovalNode:
     ``builder.add_conditional_edges("approval", node.route, {...})``. The state must have a key
     for the plan (``plan_key``), may have ``severity_key`` (default ``P2``) and ``summary_key``,
     and gets the outcome under ``state_key``; an edited plan replaces ``state[plan_key]``.
+
+    The deadline comes from ``sla`` (this graph's policy) or else the runtime's policy, by
+    severity; a positive number of seconds in ``state[window_key]`` overrides the window for one
+    incident.
     """
 
     def __init__(
@@ -71,6 +77,8 @@ class ApprovalNode:
         allowed: Sequence[ReviewDecision] = ("approve", "edit", "reject"),
         validate_plan: PlanValidator | None = None,
         default_severity: str = "P2",
+        sla: SlaPolicy | None = None,
+        window_key: str | None = "approval_window_s",
     ) -> None:
         for name, key in (
             ("plan_key", plan_key),
@@ -98,6 +106,10 @@ class ApprovalNode:
         self.action_name = action_name
         self.allowed: tuple[ReviewDecision, ...] = tuple(allowed)
         self._validate_plan = validate_plan
+        if sla is not None and not isinstance(sla, SlaPolicy):
+            raise ConfigurationError(f"sla must be an SlaPolicy, got {type(sla).__name__}")
+        self.sla = sla
+        self.window_key = window_key
         self.__name__ = "approval"  # the default node name when added without one
 
     def validate_plan(self, plan: Any) -> Any:
@@ -110,6 +122,18 @@ class ApprovalNode:
             return self._validate_plan(plan)
         except (ValueError, TypeError, InvalidInput) as exc:
             raise InvalidInput(f"the plan does not validate: {exc}") from None
+
+    def _window_override(self, state: Any) -> timedelta | None:
+        if self.window_key is None:
+            return None
+        seconds = _read(state, self.window_key)
+        if seconds is None:
+            return None
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise InvalidInput(
+                f"state[{self.window_key!r}] must be a positive number of seconds, got {seconds!r}"
+            )
+        return timedelta(seconds=seconds)
 
     def check_decision(self, record: ApprovalRecord, decision: Decision) -> Decision:
         """Refuse a decision its request does not allow, or an edit whose plan does not
@@ -140,11 +164,16 @@ class ApprovalNode:
             plan = self.validate_plan(_read(state, self.plan_key))
             severity = parse_severity(_read(state, self.severity_key) or self.default_severity)
             requested_at = services.clock()
-            deadline_at = services.sla.deadline_for(severity, requested_at)
+            policy = self.sla or services.sla
+            deadline_at = policy.deadline_for(
+                severity, requested_at, override=self._window_override(state)
+            )
             summary = _read(state, self.summary_key)
             request = build_request(
                 approval_id=approval_id,
                 incident_id=incident_id,
+                graph=services.graph,
+                node=node,
                 severity=severity,
                 requested_at=requested_at,
                 deadline_at=deadline_at,
@@ -163,6 +192,7 @@ class ApprovalNode:
                     severity=severity,
                     requested_at=requested_at,
                     deadline_at=deadline_at,
+                    next_due_at=policy.due_times(requested_at, deadline_at)[0],
                 )
             )
 

@@ -59,6 +59,8 @@ class DurableIRRequestFields(TypedDict):
 
     approval_id: str
     incident_id: str
+    graph: str
+    node: str
     severity: str
     requested_at: str
     deadline_at: str
@@ -78,6 +80,8 @@ def build_request(
     incident_id: str,
     severity: str,
     requested_at: datetime,
+    graph: str = "incident",
+    node: str = "approval",
     deadline_at: datetime,
     plan: Any,
     summary: str,
@@ -97,6 +101,8 @@ def build_request(
         "durable_ir": {
             "approval_id": approval_id,
             "incident_id": incident_id,
+            "graph": graph,
+            "node": node,
             "severity": severity,
             "requested_at": requested_at.isoformat(),
             "deadline_at": deadline_at.isoformat(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,6 +75,30 @@ class ApprovalLedger(ABC):
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
         """Decided rows whose decision has not been applied yet, oldest decision first."""
 
+    @abstractmethod
+    async def expire_due(
+        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+    ) -> list[ApprovalRecord]:
+        """Expire up to ``limit`` pending approvals whose deadline is at or before ``now``,
+        earliest deadline first, and return the rows this call expired.
+
+        The same compare-and-set as :meth:`record_decision` (only a pending row changes), done
+        in batch; rows another sweeper is expiring at the same moment are skipped, not waited
+        for. Found through the partial index on pending deadlines, so the cost grows with the
+        number overdue, not with history.
+        """
+
+    @abstractmethod
+    async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
+        """Pending approvals whose next reminder (``next_due_at`` before the deadline) is due."""
+
+    @abstractmethod
+    async def advance_reminder(
+        self, approval_id: str, sent: int, to: int, next_due_at: datetime
+    ) -> bool:
+        """Compare-and-set ``reminders_sent`` from ``sent`` to ``to`` on a pending row and move
+        ``next_due_at``; True if this call did it (so exactly one sweeper reminds)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Release what the ledger holds of its own (the store owns shared connections)."""
 
@@ -120,4 +144,6 @@ def record_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> Ap
         reason=row["reason"],
         edited_plan=None if row["edited_plan"] is None else _as_json(row["edited_plan"]),
         applied_at=_as_datetime(row["applied_at"]),
+        next_due_at=_as_datetime(row["next_due_at"]),
+        reminders_sent=int(row["reminders_sent"]),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -41,6 +42,7 @@ class MemoryLedger(ApprovalLedger):
             requested_at=new.requested_at,
             deadline_at=new.deadline_at,
             status=ApprovalStatus.PENDING,
+            next_due_at=new.next_due_at or new.deadline_at,
         )
         self._rows[new.approval_id] = row
         return row
@@ -84,3 +86,40 @@ class MemoryLedger(ApprovalLedger):
         rows = [r for r in self._rows.values() if not r.is_pending and r.applied_at is None]
         rows.sort(key=lambda r: (r.decided_at or r.requested_at, r.approval_id))
         return rows[:limit]
+
+    async def expire_due(
+        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+    ) -> list[ApprovalRecord]:
+        due = sorted(
+            (r for r in self._rows.values() if r.is_pending and r.deadline_at <= now),
+            key=lambda r: (r.deadline_at, r.approval_id),
+        )[:limit]
+        expired = []
+        for row in due:
+            won, row = await self.record_decision(
+                row.approval_id,
+                DecisionWrite(ApprovalStatus.EXPIRED, decided_by, now, reason(row)),
+            )
+            if won:
+                expired.append(row)
+        return expired
+
+    async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
+        due = [
+            r
+            for r in self._rows.values()
+            if r.is_pending
+            and r.next_due_at is not None
+            and r.next_due_at <= now
+            and r.next_due_at < r.deadline_at
+        ]
+        return sorted(due, key=lambda r: (r.next_due_at or r.deadline_at, r.approval_id))[:limit]
+
+    async def advance_reminder(
+        self, approval_id: str, sent: int, to: int, next_due_at: datetime
+    ) -> bool:
+        row = self._rows.get(approval_id)
+        if row is None or not row.is_pending or row.reminders_sent != sent:
+            return False
+        self._rows[approval_id] = replace(row, reminders_sent=to, next_due_at=next_due_at)
+        return True

@@ -7,6 +7,7 @@ lock makes exactly one concurrent writer see the pending row, in any number of p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,19 +36,24 @@ CREATE TABLE IF NOT EXISTS durable_ir_approvals (
     reason       text,
     edited_plan  jsonb,
     applied_at   timestamptz,
+    next_due_at  timestamptz NOT NULL,
+    reminders_sent integer NOT NULL DEFAULT 0,
     CHECK ((status = 'pending') = (decided_at IS NULL))
 );
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_by_incident
     ON durable_ir_approvals (incident_id, requested_at);
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_pending_by_deadline
     ON durable_ir_approvals (deadline_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS durable_ir_approvals_pending_by_next_due
+    ON durable_ir_approvals (next_due_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_unapplied
     ON durable_ir_approvals (decided_at) WHERE status <> 'pending' AND applied_at IS NULL;
 """
 
 _COLUMNS = (
     "approval_id, incident_id, graph, node, request, severity, requested_at, deadline_at,"
-    " status, decided_by, decided_at, reason, edited_plan, applied_at"
+    " status, decided_by, decided_at, reason, edited_plan, applied_at, next_due_at,"
+    " reminders_sent"
 )
 
 
@@ -88,8 +94,8 @@ class PostgresLedger(ApprovalLedger):
             WITH inserted AS (
                 INSERT INTO durable_ir_approvals
                     (approval_id, incident_id, graph, node, request, severity,
-                     requested_at, deadline_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                     requested_at, deadline_at, next_due_at)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (approval_id) DO NOTHING
                 RETURNING {_COLUMNS}
             )
@@ -107,6 +113,7 @@ class PostgresLedger(ApprovalLedger):
                 new.severity,
                 new.requested_at,
                 new.deadline_at,
+                new.next_due_at or new.deadline_at,
                 new.approval_id,
             ),
         )
@@ -180,3 +187,50 @@ class PostgresLedger(ApprovalLedger):
             " ORDER BY decided_at LIMIT %s",
             (limit,),
         )
+
+    async def expire_due(
+        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+    ) -> list[ApprovalRecord]:
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+                " WHERE status = 'pending' AND deadline_at <= %s"
+                " ORDER BY deadline_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                (now, limit),
+            )
+            due = [record_from_row(r) for r in await cur.fetchall()]
+            if not due:
+                return []
+            # The rows are locked by this transaction: a concurrent decision waits, then finds
+            # them decided. The status guard keeps this the same compare-and-set regardless.
+            cur = await conn.execute(
+                f"""
+                UPDATE durable_ir_approvals AS a
+                   SET status = 'expired', decided_by = %s, decided_at = %s, reason = d.reason
+                  FROM unnest(%s::text[], %s::text[]) AS d(approval_id, reason)
+                 WHERE a.approval_id = d.approval_id AND a.status = 'pending'
+                RETURNING {", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))}
+                """,
+                (decided_by, now, [r.approval_id for r in due], [reason(r) for r in due]),
+            )
+            expired = [record_from_row(r) for r in await cur.fetchall()]
+        return sorted(expired, key=lambda r: (r.deadline_at, r.approval_id))
+
+    async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
+        return await self._all(
+            f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+            " WHERE status = 'pending' AND next_due_at <= %s AND next_due_at < deadline_at"
+            " ORDER BY next_due_at LIMIT %s",
+            (now, limit),
+        )
+
+    async def advance_reminder(
+        self, approval_id: str, sent: int, to: int, next_due_at: datetime
+    ) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE durable_ir_approvals SET reminders_sent = %s, next_due_at = %s"
+                " WHERE approval_id = %s AND status = 'pending' AND reminders_sent = %s",
+                (to, next_due_at, approval_id, sent),
+            )
+            return bool(cur.rowcount == 1)

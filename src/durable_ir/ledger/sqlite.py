@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
 
 from durable_ir.ledger.base import ApprovalLedger, DecisionWrite, record_from_row
-from durable_ir.records import ApprovalRecord, NewApproval
+from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
 
 __all__ = ["SQLITE_SCHEMA", "SqliteLedger", "to_epoch_us"]
 
@@ -37,19 +39,24 @@ CREATE TABLE IF NOT EXISTS durable_ir_approvals (
     reason       TEXT,
     edited_plan  TEXT,
     applied_at   INTEGER,
+    next_due_at  INTEGER NOT NULL,
+    reminders_sent INTEGER NOT NULL DEFAULT 0,
     CHECK ((status = 'pending') = (decided_at IS NULL))
 );
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_by_incident
     ON durable_ir_approvals (incident_id, requested_at);
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_pending_by_deadline
     ON durable_ir_approvals (deadline_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS durable_ir_approvals_pending_by_next_due
+    ON durable_ir_approvals (next_due_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_unapplied
     ON durable_ir_approvals (decided_at) WHERE status <> 'pending' AND applied_at IS NULL;
 """
 
 _COLUMNS = (
     "approval_id, incident_id, graph, node, request, severity, requested_at, deadline_at,"
-    " status, decided_by, decided_at, reason, edited_plan, applied_at"
+    " status, decided_by, decided_at, reason, edited_plan, applied_at, next_due_at,"
+    " reminders_sent"
 )
 
 
@@ -93,7 +100,7 @@ class SqliteLedger(ApprovalLedger):
             await self._conn.execute(
                 "INSERT OR IGNORE INTO durable_ir_approvals"
                 " (approval_id, incident_id, graph, node, request, severity,"
-                "  requested_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "  requested_at, deadline_at, next_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.approval_id,
                     new.incident_id,
@@ -103,6 +110,7 @@ class SqliteLedger(ApprovalLedger):
                     new.severity,
                     to_epoch_us(new.requested_at),
                     to_epoch_us(new.deadline_at),
+                    to_epoch_us(new.next_due_at or new.deadline_at),
                 ),
             )
         row = await self.get(new.approval_id)
@@ -176,3 +184,64 @@ class SqliteLedger(ApprovalLedger):
             " ORDER BY decided_at LIMIT ?",
             (limit,),
         )
+
+    async def expire_due(
+        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+    ) -> list[ApprovalRecord]:
+        expired: list[ApprovalRecord] = []
+        async with self._lock:
+            # BEGIN IMMEDIATE takes SQLite's single write lock: sweepers in other processes
+            # wait here, then find these rows no longer pending.
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                async with self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+                    " WHERE status = 'pending' AND deadline_at <= ?"
+                    " ORDER BY deadline_at LIMIT ?",
+                    (to_epoch_us(now), limit),
+                ) as cur:
+                    due = [
+                        record_from_row(dict(r), json_as_text=True) for r in await cur.fetchall()
+                    ]
+                for row in due:
+                    why = reason(row)
+                    done = await self._conn.execute(
+                        "UPDATE durable_ir_approvals"
+                        " SET status = 'expired', decided_by = ?, decided_at = ?, reason = ?"
+                        " WHERE approval_id = ? AND status = 'pending'",
+                        (decided_by, to_epoch_us(now), why, row.approval_id),
+                    )
+                    if done.rowcount == 1:
+                        expired.append(
+                            replace(
+                                row,
+                                status=ApprovalStatus.EXPIRED,
+                                decided_by=decided_by,
+                                decided_at=now,
+                                reason=why,
+                            )
+                        )
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        return expired
+
+    async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
+        return await self._all(
+            f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+            " WHERE status = 'pending' AND next_due_at <= ? AND next_due_at < deadline_at"
+            " ORDER BY next_due_at LIMIT ?",
+            (to_epoch_us(now), limit),
+        )
+
+    async def advance_reminder(
+        self, approval_id: str, sent: int, to: int, next_due_at: datetime
+    ) -> bool:
+        async with self._lock:
+            cur = await self._conn.execute(
+                "UPDATE durable_ir_approvals SET reminders_sent = ?, next_due_at = ?"
+                " WHERE approval_id = ? AND status = 'pending' AND reminders_sent = ?",
+                (to, to_epoch_us(next_due_at), approval_id, sent),
+            )
+            return cur.rowcount == 1

@@ -1,0 +1,227 @@
+"""The SLA monitor: finds overdue approvals in the database, expires each exactly once, and
+drives its graph to escalation.
+
+It keeps no state in memory: every sweep reads the ledger through partial indexes on pending
+rows, so its cost grows with the number of approvals due, not with history. Any number of
+monitors, in any number of processes, may sweep one database: expiry is the ledger's
+compare-and-set (``status = 'pending'``), claimed with ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so an approval is expired once, and a human decision that got there first stands.
+
+It works with whatever checkpointer the runtime's graphs use: it only reads the ledger, and
+resumes graphs through the runtime.
+
+Example:
+    >>> import asyncio
+    >>> from durable_ir import open_runtime
+    >>> async def main():
+    ...     async with open_runtime("memory://") as rt:
+    ...         report = await SlaMonitor(rt).sweep()
+    ...         return len(report.expired)
+    >>> asyncio.run(main())
+    0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from durable_ir.errors import ConfigurationError, IncidentBusy
+from durable_ir.records import ApprovalRecord
+from durable_ir.sla.policy import Reminder
+
+if TYPE_CHECKING:
+    from durable_ir.runtime import Runtime
+
+__all__ = ["SLA_IDENTITY", "ReminderSender", "SlaMonitor", "SweepReport"]
+
+log = logging.getLogger("durable_ir.sla")
+
+SLA_IDENTITY = "system:sla"
+ReminderSender = Callable[[ApprovalRecord, Reminder], Awaitable[None]]
+"""Called once per reminder that falls due (after it is claimed, so at most once)."""
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did.
+
+    ``deferred`` are approvals this sweep expired but could not hand to their graph (the
+    incident was busy, or its graph is not registered here): they are durable, and the busy
+    worker or ``Runtime.recover()`` applies them. ``claim_ms`` is the time spent finding and
+    claiming due approvals in the database; ``apply_ms`` the time spent running graphs.
+    """
+
+    at: datetime
+    expired: list[ApprovalRecord] = field(default_factory=list)
+    reminded: list[ApprovalRecord] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    claim_ms: float = 0.0
+    apply_ms: float = 0.0
+
+    @property
+    def did_something(self) -> bool:
+        """True if anything was expired or reminded."""
+        return bool(self.expired or self.reminded)
+
+
+async def _log_reminder(record: ApprovalRecord, reminder: Reminder) -> None:
+    log.warning(
+        "reminder to %s: approval %s of incident %s (%s) is due by %s",
+        reminder.channel,
+        record.approval_id,
+        record.incident_id,
+        record.severity,
+        record.deadline_at.isoformat(),
+    )
+
+
+class SlaMonitor:
+    """Expires overdue approvals and sends reminders, for one runtime.
+
+    ``batch`` bounds the approvals handled per sweep; ``apply_wait`` is how long a sweep waits
+    for a busy incident before leaving its expiry to recovery; ``on_reminder`` sends reminders
+    (default: a log line).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        interval: float = 15.0,
+        batch: int = 100,
+        apply_wait: float = 5.0,
+        on_reminder: ReminderSender | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ConfigurationError("the monitor's interval must be positive (seconds)")
+        if batch < 1:
+            raise ConfigurationError("the monitor's batch must be at least 1")
+        if apply_wait < 0:
+            raise ConfigurationError("apply_wait must be >= 0 seconds")
+        self.runtime = runtime
+        self.interval = interval
+        self.batch = batch
+        self.apply_wait = apply_wait
+        self.on_reminder = on_reminder or _log_reminder
+
+    async def sweep(self, now: datetime | None = None) -> SweepReport:
+        """One pass: expire what is overdue (and resume those graphs), then send due reminders."""
+        now = now or self.runtime.clock()
+        policy = self.runtime.sla
+        ledger = self.runtime.store.ledger
+        report = SweepReport(at=now)
+
+        started = time.perf_counter()
+        expired = await ledger.expire_due(
+            now,
+            self.batch,
+            SLA_IDENTITY,
+            lambda row: policy.expiry_reason(
+                row.severity, row.deadline_at, row.deadline_at - row.requested_at
+            ),
+        )
+        claimed_at = time.perf_counter()
+        report.expired.extend(expired)
+        for row in expired:
+            log.info(
+                "expired approval %s of incident %s: %s",
+                row.approval_id,
+                row.incident_id,
+                row.reason,
+            )
+            if await self._apply(row):
+                report.applied.append(row.approval_id)
+            else:
+                report.deferred.append(row.approval_id)
+        applied_at = time.perf_counter()
+
+        for row in await ledger.due_reminders(now, self.batch):
+            if await self._remind(row, now):
+                report.reminded.append(row)
+        finished = time.perf_counter()
+        return SweepReport(
+            at=now,
+            expired=report.expired,
+            reminded=report.reminded,
+            applied=report.applied,
+            deferred=report.deferred,
+            claim_ms=(claimed_at - started + finished - applied_at) * 1000,
+            apply_ms=(applied_at - claimed_at) * 1000,
+        )
+
+    async def _apply(self, row: ApprovalRecord) -> bool:
+        if row.graph not in self.runtime.graphs:
+            log.warning(
+                "approval %s expired, but graph %r is not registered in this monitor's runtime; "
+                "a runtime that has it applies the expiry on recover()",
+                row.approval_id,
+                row.graph,
+            )
+            return False
+        try:
+            async with self.runtime.store.locks.hold(row.incident_id, wait=self.apply_wait):
+                await self.runtime.apply_recorded_decision(row)
+        except IncidentBusy:
+            log.info(
+                "incident %s is busy; its expiry will be applied by its worker or recovery",
+                row.incident_id,
+            )
+            return False
+        except Exception:
+            log.exception("escalating incident %s after expiry failed", row.incident_id)
+            return False
+        return True
+
+    async def _remind(self, row: ApprovalRecord, now: datetime) -> bool:
+        reminders = self.runtime.sla.reminders
+        due_times = self.runtime.sla.due_times(row.requested_at, row.deadline_at)
+        # Jump to the latest reminder already due: ones missed while no monitor ran are
+        # skipped rather than sent late in a burst.
+        due = [k for k, at in enumerate(due_times[:-1]) if at <= now]
+        reached = max(row.reminders_sent, due[-1] + 1 if due else 0)
+        next_due = due_times[min(reached, len(reminders))]
+        if not await self.runtime.store.ledger.advance_reminder(
+            row.approval_id, row.reminders_sent, reached, next_due
+        ):
+            return False  # another monitor took it, or it was decided meanwhile
+        if reached == row.reminders_sent:
+            return False  # only rescheduled: the policy changed since registration
+        try:
+            await self.on_reminder(row, reminders[reached - 1])
+        except Exception:
+            log.exception("sending the reminder for approval %s failed", row.approval_id)
+        return True
+
+    async def run(self) -> None:
+        """Sweep every ``interval`` seconds, and recover unapplied decisions, until cancelled.
+
+        Errors (a database restart, say) are logged and the loop goes on.
+        """
+        log.info("SLA monitor started (every %.1fs, batch %d)", self.interval, self.batch)
+        try:
+            while True:
+                try:
+                    report = await self.sweep()
+                    recovered = await self.runtime.recover()
+                    if report.did_something or recovered:
+                        log.info(
+                            "SLA sweep: %d expired (%d deferred), %d reminded, %d recovered",
+                            len(report.expired),
+                            len(report.deferred),
+                            len(report.reminded),
+                            len(recovered),
+                        )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("SLA sweep failed; retrying in %.1fs", self.interval)
+                await asyncio.sleep(self.interval)
+        finally:
+            log.info("SLA monitor stopped")
