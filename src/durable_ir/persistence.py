@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -260,10 +261,22 @@ def _check_sqlite_directory(path: str) -> None:
 
 async def _connect_sqlite(path: str, *, isolation_level: str | None) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=isolation_level)
-    # executescript finishes its statements: an open PRAGMA cursor would hold a read lock.
-    await conn.executescript(
-        f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
-    )
+    try:
+        # executescript finishes its statements: an open PRAGMA cursor would hold a read lock.
+        await conn.executescript(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};")
+        # Switching a new file to WAL needs an exclusive lock, and SQLite may report "locked"
+        # at once rather than wait when other processes are opening it too: retry, bounded.
+        for attempt in range(50):
+            try:
+                await conn.executescript("PRAGMA journal_mode = WAL;")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+    except BaseException:
+        await conn.close()  # else its worker thread keeps the process from exiting
+        raise
     return conn
 
 
