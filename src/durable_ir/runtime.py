@@ -160,12 +160,15 @@ class Runtime:
         approvals = await self.store.ledger.history(incident_id)
         if not await self._decider.incident_exists(incident_id):
             raise NotFound(f"no incident {incident_id!r}")
-        name = approvals[-1].graph if approvals else None
-        registered = self.graphs.get(name) if name is not None and name in self.graphs else None
-        if registered is None:
+        if approvals:
+            registered = self.graphs.get(approvals[-1].graph)
+        else:  # it never asked for an approval, so the ledger cannot say which graph it runs
             names = self.graphs.names()
-            if not names:
-                raise ConfigurationError("register the incident's graph before reading it")
+            if len(names) != 1:
+                raise ConfigurationError(
+                    f"incident {incident_id!r} has no approval yet, so its graph is unknown: "
+                    "register exactly one graph, or read it with the graph's own aget_state()"
+                )
             registered = self.graphs.get(names[0])
         state = await registered.compiled.aget_state(
             registered.config(incident_id, self._services(registered.name))

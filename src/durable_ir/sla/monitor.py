@@ -116,7 +116,6 @@ class SlaMonitor:
         now = now or self.runtime.clock()
         policy = self.runtime.sla
         ledger = self.runtime.store.ledger
-        report = SweepReport(at=now)
 
         started = time.perf_counter()
         expired = await ledger.expire_due(
@@ -127,8 +126,9 @@ class SlaMonitor:
                 row.severity, row.deadline_at, row.deadline_at - row.requested_at
             ),
         )
-        claimed_at = time.perf_counter()
-        report.expired.extend(expired)
+        claimed = time.perf_counter()
+        applied: list[str] = []
+        deferred: list[str] = []
         for row in expired:
             log.info(
                 "expired approval %s of incident %s: %s",
@@ -136,24 +136,22 @@ class SlaMonitor:
                 row.incident_id,
                 row.reason,
             )
-            if await self._apply(row):
-                report.applied.append(row.approval_id)
-            else:
-                report.deferred.append(row.approval_id)
-        applied_at = time.perf_counter()
-
-        for row in await ledger.due_reminders(now, self.batch):
-            if await self._remind(row, now):
-                report.reminded.append(row)
+            (applied if await self._apply(row) else deferred).append(row.approval_id)
+        resumed = time.perf_counter()
+        reminded = [
+            row
+            for row in await ledger.due_reminders(now, self.batch)
+            if await self._remind(row, now)
+        ]
         finished = time.perf_counter()
         return SweepReport(
             at=now,
-            expired=report.expired,
-            reminded=report.reminded,
-            applied=report.applied,
-            deferred=report.deferred,
-            claim_ms=(claimed_at - started + finished - applied_at) * 1000,
-            apply_ms=(applied_at - claimed_at) * 1000,
+            expired=expired,
+            reminded=reminded,
+            applied=applied,
+            deferred=deferred,
+            claim_ms=(claimed - started + finished - resumed) * 1000,
+            apply_ms=(resumed - claimed) * 1000,
         )
 
     async def _apply(self, row: ApprovalRecord) -> bool:
