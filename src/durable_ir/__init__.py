@@ -32,6 +32,7 @@ from durable_ir.errors import (
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.persistence import Store, open_store, parse_database_url
 from durable_ir.reconciliation import reconcile
+from durable_ir.rca_loop import RcaConfig, build_rca_loop, route_after_rca
 from durable_ir.records import ApprovalRecord, ApprovalStatus
 from durable_ir.runtime import Runtime, open_runtime
 from durable_ir.severity import SEVERITIES, Severity
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidDecision",
     "InvalidInput",
     "NotFound",
+    "RcaConfig",
     "Reject",
     "Reminder",
     "Runtime",
@@ -71,11 +73,13 @@ __all__ = [
     "Store",
     "SweepReport",
     "approval_node",
+    "build_rca_loop",
     "open_runtime",
     "open_store",
     "parse_database_url",
     "parse_decision",
     "reconcile",
+    "route_after_rca",
     "system_clock",
     "validate_decision",
 ]
