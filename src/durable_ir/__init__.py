@@ -31,8 +31,8 @@ from durable_ir.errors import (
 )
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.persistence import Store, open_store, parse_database_url
-from durable_ir.reconciliation import reconcile
 from durable_ir.rca_loop import RcaConfig, build_rca_loop, route_after_rca
+from durable_ir.reconciliation import reconcile
 from durable_ir.records import ApprovalRecord, ApprovalStatus
 from durable_ir.runtime import Runtime, open_runtime
 from durable_ir.severity import SEVERITIES, Severity
