@@ -79,15 +79,22 @@ async def test_hold_with_a_wait_waits_then_gives_up(
         with pytest.raises(IncidentBusy, match="inc-1"):
             async with theirs.hold("inc-1", wait=0.2):
                 pytest.fail("the lock was held")
-        waited = time.monotonic() - started
-        assert 0.2 <= waited < 1.5, waited
-    # And hold(wait=0) does not wait at all.
+        assert time.monotonic() - started >= 0.2  # it did not give up early
+    # And hold(wait=0) does not wait at all: one attempt, then IncidentBusy.
+    attempts = 0
+    real_try = theirs.try_acquire
+
+    async def counting_try(incident_id: str) -> bool:
+        nonlocal attempts
+        attempts += 1
+        return await real_try(incident_id)
+
+    theirs.try_acquire = counting_try  # type: ignore[method-assign]
     async with mine.hold("inc-1", wait=0):
-        started = time.monotonic()
         with pytest.raises(IncidentBusy):
             async with theirs.hold("inc-1", wait=0):
                 pass
-        assert time.monotonic() - started < 0.15
+    assert attempts == 1
 
 
 async def test_hold_with_a_wait_gets_the_lock_once_it_is_released(
@@ -106,7 +113,7 @@ async def test_hold_with_a_wait_gets_the_lock_once_it_is_released(
         waited = time.monotonic() - started
         assert not await mine.try_acquire("inc-1")
     await releaser
-    assert 0.2 <= waited < 2, waited
+    assert waited >= 0.2, waited  # it waited for the release rather than failing
     assert await mine.try_acquire("inc-1")
     await mine.release("inc-1")
 
