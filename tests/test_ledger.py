@@ -466,3 +466,12 @@ async def test_compare_and_set_is_atomic_across_processes(durable_url: str) -> N
         for child in children:
             child.close()
     assert all(child.proc.returncode == 0 for child in children)
+
+
+async def test_mark_applied_leaves_a_pending_row_alone(ledger: ApprovalLedger) -> None:
+    await ledger.register(new("a-1"))
+    await ledger.mark_applied("a-1", T0)
+    row = await ledger.get("a-1")
+    assert row is not None and row.applied_at is None
+    await ledger.record_decision("a-1", DecisionWrite(ApprovalStatus.APPROVED, "alice", T0, None))
+    assert [r.approval_id for r in await ledger.unapplied()] == ["a-1"]

@@ -80,6 +80,10 @@ class DatabaseURL:
             return redact_url(self.target)
         return f"sqlite:///{self.target}" if self.backend == "sqlite" else "memory://"
 
+    def __repr__(self) -> str:  # never show a password, not even in a traceback's locals
+        shown = redact_url(self.target) if self.backend == "postgres" else self.target
+        return f"DatabaseURL(backend={self.backend!r}, target={shown!r})"
+
 
 # Each pattern keeps group "keep", masks what follows it, and keeps group "tail".
 _PASSWORD_PATTERNS = (
@@ -125,7 +129,7 @@ use postgresql://…, sqlite:///path or memory://
     if scheme in ("postgresql", "postgres"):
         return DatabaseURL("postgres", url)
     if scheme == "memory":
-        if url.rstrip("/") != "memory:":
+        if url.rstrip("/").lower() != "memory:":
             raise ConfigurationError(f"a memory URL takes nothing after the scheme: {url!r}")
         return DatabaseURL("memory", "")
     if scheme == "sqlite":
@@ -274,8 +278,10 @@ async def _connect_sqlite(path: str, *, isolation_level: str | None) -> aiosqlit
                 if "locked" not in str(exc) or attempt == 49:
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))
-    except BaseException:
+    except BaseException as exc:
         await conn.close()  # else its worker thread keeps the process from exiting
+        if isinstance(exc, sqlite3.DatabaseError) and "locked" not in str(exc):
+            raise ConfigurationError(f"{path} is not a usable SQLite database: {exc}") from exc
         raise
     return conn
 
@@ -288,8 +294,11 @@ async def _open_sqlite(stack: AsyncExitStack, url: DatabaseURL) -> Store:
     stack.push_async_callback(ledger_conn.close)
     saver = AsyncSqliteSaver(saver_conn)
     ledger = SqliteLedger(ledger_conn)
-    await saver.setup()
-    await ledger.setup()
+    try:
+        await saver.setup()
+        await ledger.setup()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigurationError(f"{url.target} is not a usable SQLite database: {exc}") from exc
     locks = FileRangeLocks(f"{url.target}.locks")
     stack.push_async_callback(locks.close)
     return Store(url, saver, ledger, locks)

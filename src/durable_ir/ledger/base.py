@@ -69,7 +69,8 @@ class ApprovalLedger(ABC):
 
     @abstractmethod
     async def mark_applied(self, approval_id: str, at: datetime) -> None:
-        """Note that the recorded decision has been handed to the graph."""
+        """Note that the recorded decision has been handed to the graph (a pending row, which
+        has no decision to apply, is left alone)."""
 
     @abstractmethod
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:

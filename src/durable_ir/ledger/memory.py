@@ -79,7 +79,7 @@ class MemoryLedger(ApprovalLedger):
 
     async def mark_applied(self, approval_id: str, at: datetime) -> None:
         row = self._rows[approval_id]
-        if row.applied_at is None:
+        if row.applied_at is None and not row.is_pending:
             self._rows[approval_id] = replace(row, applied_at=at)
 
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:

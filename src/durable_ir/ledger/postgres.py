@@ -176,7 +176,7 @@ class PostgresLedger(ApprovalLedger):
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE durable_ir_approvals SET applied_at = %s"
-                " WHERE approval_id = %s AND applied_at IS NULL",
+                " WHERE approval_id = %s AND applied_at IS NULL AND status <> 'pending'",
                 (at, approval_id),
             )
 

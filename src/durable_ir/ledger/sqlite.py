@@ -173,7 +173,7 @@ class SqliteLedger(ApprovalLedger):
         async with self._lock:
             await self._conn.execute(
                 "UPDATE durable_ir_approvals SET applied_at = ?"
-                " WHERE approval_id = ? AND applied_at IS NULL",
+                " WHERE approval_id = ? AND applied_at IS NULL AND status <> 'pending'",
                 (to_epoch_us(at), approval_id),
             )
 
