@@ -1,0 +1,36 @@
+"""A simulated production environment for demos, tests and evaluating analyzers: services
+with metrics, logs, a change history and events, one injected fault per scenario, and
+remediation actions that really change what happens next.
+
+Example:
+    >>> env = SimulatedEnvironment("bad_deploy", seed=1)
+    >>> env.alert["name"], env.ground_truth.fault
+    ('HighErrorRate', 'bad_deploy')
+    >>> len(SCENARIOS)
+    8
+"""
+
+from durable_ir.simulation.environment import ACTIONS, SimulatedEnvironment
+from durable_ir.simulation.records import (
+    Change,
+    Event,
+    GroundTruth,
+    Health,
+    LogCount,
+    Remediation,
+    Slowdown,
+)
+from durable_ir.simulation.scenarios import SCENARIOS
+
+__all__ = [
+    "ACTIONS",
+    "SCENARIOS",
+    "Change",
+    "Event",
+    "GroundTruth",
+    "Health",
+    "LogCount",
+    "Remediation",
+    "SimulatedEnvironment",
+    "Slowdown",
+]
