@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -381,9 +380,8 @@ async def test_a_slow_answer_times_out_as_a_retryable_error(
 ) -> None:
     status, headers, body, _ = tool_use(GOOD)
     api.script.append((status, headers, body, 5.0))
-    started = time.monotonic()
+    # Had the timeout not fired, the server's (late) good answer would have succeeded.
     error = await failure(AnthropicAnalyzer(client, timeout=0.3))
-    assert time.monotonic() - started < 3
     assert error.retryable
     assert "timed out after 0.3s" in str(error)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -304,10 +303,9 @@ async def test_every_failing_query_is_named(prom: PrometheusApi) -> None:
 
 async def test_a_slow_prometheus_times_out(prom: PrometheusApi) -> None:
     prom.replies[POOL.render(ALERT)] = (200, matrix(), 5.0)
-    started = time.monotonic()
+    # ReadTimeout in the error shows the client gave up rather than waiting for the reply.
     with pytest.raises(PrometheusError, match=r"query 'pool': cannot reach .*ReadTimeout"):
         await gatherer(prom, timeout=0.2).gather(ALERT, WINDOW)
-    assert time.monotonic() - started < 3
 
 
 async def test_an_unreachable_prometheus_is_a_clear_error() -> None:
