@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from durable_ir.rca import (
     PriorAttempt,
 )
 from durable_ir.rca.analyzers.anthropic import DEFAULT_MODEL, AnthropicAnalyzer
+from support.local_http import LocalHttpServer, serving
 
 API_KEY = "test-key"
 END = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -113,20 +113,13 @@ def api_error(status: int, kind: str, message: str, headers: dict[str, str] | No
     return status, headers or {}, body, 0.0
 
 
-class MessagesApi(ThreadingHTTPServer):
+class MessagesApi(LocalHttpServer):
     """``POST /v1/messages`` answering from a script of replies; records every request."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.script: list[Reply] = []
         self.received: list[dict[str, Any]] = []
-        self.stopping = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def prompts(self) -> list[str]:
         return [r["body"]["messages"][0]["content"] for r in self.received]
@@ -175,16 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api() -> Iterator[MessagesApi]:
-    server = MessagesApi()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+    with serving(MessagesApi()) as server:
         yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +24,7 @@ from durable_ir.rca.gatherers.prometheus import (
     evidence_id,
 )
 from durable_ir.rca_loop import RcaConfig, build_rca_loop
+from support.local_http import LocalHttpServer, serving
 
 END = datetime(2026, 3, 1, 12, tzinfo=UTC)
 WINDOW = EvidenceWindow.ending_at(END, timedelta(minutes=15))
@@ -73,21 +73,14 @@ Reply = tuple[int, Any, float]
 """status, body (JSON-able, or bytes sent as they are), seconds to wait first"""
 
 
-class PrometheusApi(ThreadingHTTPServer):
+class PrometheusApi(LocalHttpServer):
     """Answers each range query with the reply registered for its PromQL (default: no series)
     and records every request's method, path, headers and parameters."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.replies: dict[str, Reply] = {}
         self.received: list[dict[str, Any]] = []
-        self.stopping = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def queries(self) -> list[str]:
         return [r["params"]["query"] for r in self.received]
@@ -139,16 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def prom() -> Iterator[PrometheusApi]:
-    server = PrometheusApi()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+    with serving(PrometheusApi()) as server:
         yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture
