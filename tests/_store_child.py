@@ -19,10 +19,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import json
-import os
-import select
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -30,63 +27,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from support.processes import JsonLineProcess
+
 SCRIPT = Path(__file__).resolve()
 
 
-class Child:
+class Child(JsonLineProcess):
     """``python _store_child.py ARGS…`` in its own OS process, spoken to in JSON lines."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            env={**os.environ, **(env or {})},
-        )
-
-    def send(self, payload: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(payload) + "\n")
-        self.proc.stdin.flush()
+        super().__init__([sys.executable, str(SCRIPT), *args], env=env)
 
     def read(self, timeout: float = 30.0) -> dict[str, Any]:
-        """The next JSON line; fails with the child's stderr if it exits or stalls."""
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            if self.proc.poll() is None:  # stalled: ask it where it is before killing it
-                os.kill(self.proc.pid, signal.SIGUSR2)  # every thread's stack
-                time.sleep(0.2)
-                os.kill(self.proc.pid, signal.SIGUSR1)  # every asyncio task's stack
-                time.sleep(0.5)
-            self.kill()
-            assert self.proc.stderr is not None
-            raise AssertionError(
-                f"child {self.proc.args[2:]} exited or gave no output within {timeout}s "
-                f"(exit {self.proc.returncode}): {self.proc.stderr.read()[-3000:]}"
-            )
-        return dict(json.loads(line))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-
-    def close(self) -> None:
-        """End the child (closing its stdin first, so loops reading it can finish)."""
-        if self.proc.stdin and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        return super().read(timeout)
 
 
 def emit(payload: dict[str, Any]) -> None:
