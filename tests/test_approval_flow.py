@@ -376,3 +376,29 @@ async def test_a_graph_must_be_registered_before_deciding(
         with pytest.raises(ConfigurationError, match="triage-v2"):
             await other.decide(incident, Approve(by="alice"))
         assert (await rt.history(incident))[0].is_pending
+
+
+async def test_edits_are_refused_when_the_approval_node_cannot_be_found(
+    database_url: str, counter_dir: Path
+) -> None:
+    """A wrapped approval node cannot validate edits here: refuse them, allow the rest."""
+    from langchain_core.runnables import RunnableLambda
+
+    from support.graphs import validate_plan
+
+    gate = approval_node(validate_plan=validate_plan)
+
+    async def wrapped(state: Any, config: Any) -> Any:
+        return await gate(state, config)
+
+    builder = build_graph(counter_dir, gate)
+    builder.nodes["approval"] = replace(builder.nodes["approval"], runnable=RunnableLambda(wrapped))
+    incident = new_id()
+    async with open_runtime(database_url) as rt:
+        await rt.start(builder, {}, incident_id=incident)
+        plan = {"steps": [{"action": "scale", "target": "api"}]}
+        with pytest.raises(InvalidDecision, match="cannot validate the edited plan"):
+            await rt.decide(incident, Edit(by="carol", plan=plan))
+        assert (await rt.history(incident))[0].is_pending
+        await rt.decide(incident, Approve(by="alice"))
+        assert (await rt.get(incident)).status == "finished"

@@ -16,10 +16,11 @@ from typing import Any
 
 from langgraph.types import Command
 
+from durable_ir.approval.request import allowed_decisions
 from durable_ir.clock import Clock
 from durable_ir.decisions import Decision, Edit, validate_decision
-from durable_ir.errors import Conflict, IncidentBusy, InvalidInput, NotFound
-from durable_ir.graphs import GraphRegistry, RegisteredGraph
+from durable_ir.errors import Conflict, IncidentBusy, InvalidDecision, InvalidInput, NotFound
+from durable_ir.graphs import GraphRegistry
 from durable_ir.ledger import DecisionWrite
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord
@@ -104,9 +105,19 @@ class Decider:
                 winner=record,
             )
         graph = self._graphs.get(record.graph)
+        if decision.kind not in allowed_decisions(record.request):
+            raise InvalidDecision(
+                f"{decision.kind!r} is not allowed on approval {record.approval_id}"
+            )
         node = graph.approval_node(record.node)
         if node is not None:
             decision = node.check_decision(record, decision)
+        elif isinstance(decision, Edit):
+            # Never record a plan nobody validated.
+            raise InvalidDecision(
+                f"cannot validate the edited plan: graph {graph.name!r} has no ApprovalNode "
+                f"registered as node {record.node!r} here (add the node object itself)"
+            )
         write = DecisionWrite(
             status=decision.status,
             decided_by=decision.by,
@@ -206,7 +217,3 @@ class Decider:
             except IncidentBusy:
                 continue
         return done
-
-    def graph_for(self, record: ApprovalRecord) -> RegisteredGraph:
-        """The registered graph an approval belongs to."""
-        return self._graphs.get(record.graph)
