@@ -34,6 +34,14 @@ from durable_ir.persistence import Store, open_store, parse_database_url
 from durable_ir.rca_loop import RcaConfig, build_rca_loop, route_after_rca
 from durable_ir.reconciliation import reconcile
 from durable_ir.records import ApprovalRecord, ApprovalStatus
+from durable_ir.remediation import (
+    AllowList,
+    Executor,
+    RemediationPlan,
+    RemediationStep,
+    StepAction,
+    StepResult,
+)
 from durable_ir.runtime import Runtime, open_runtime
 from durable_ir.severity import SEVERITIES, Severity
 from durable_ir.sla import Reminder, SlaMonitor, SlaPolicy, SweepReport
@@ -42,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SEVERITIES",
+    "AllowList",
     "ApprovalNode",
     "ApprovalRecord",
     "ApprovalRequest",
@@ -55,6 +64,7 @@ __all__ = [
     "DecisionResult",
     "DurableIRError",
     "Edit",
+    "Executor",
     "Expire",
     "FixedClock",
     "IncidentBusy",
@@ -65,11 +75,15 @@ __all__ = [
     "NotFound",
     "RcaConfig",
     "Reject",
+    "RemediationPlan",
+    "RemediationStep",
     "Reminder",
     "Runtime",
     "Severity",
     "SlaMonitor",
     "SlaPolicy",
+    "StepAction",
+    "StepResult",
     "Store",
     "SweepReport",
     "approval_node",

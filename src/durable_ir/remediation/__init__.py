@@ -1,0 +1,23 @@
+"""Remediation: typed plans, the allow-list that bounds them, and the executor protocol.
+
+Example:
+    >>> from durable_ir.remediation import AllowList
+    >>> sorted(AllowList({"restart": "low"}).actions)
+    ['restart']
+"""
+
+from durable_ir.remediation.allow_list import AllowList
+from durable_ir.remediation.executor import Executor, SimulatedExecutor, StepResult
+from durable_ir.remediation.plan import RISKS, RemediationPlan, RemediationStep, Risk, StepAction
+
+__all__ = [
+    "RISKS",
+    "AllowList",
+    "Executor",
+    "RemediationPlan",
+    "RemediationStep",
+    "Risk",
+    "SimulatedExecutor",
+    "StepAction",
+    "StepResult",
+]
