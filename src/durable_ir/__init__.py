@@ -7,6 +7,7 @@ Example:
     'approve'
 """
 
+from durable_ir.alerts import Alert, parse_alert
 from durable_ir.approval import ApprovalNode, ApprovalRequest, approval_node
 from durable_ir.approval.deciding import DecisionResult
 from durable_ir.clock import Clock, FixedClock, system_clock
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SEVERITIES",
+    "Alert",
     "AllowList",
     "ApprovalNode",
     "ApprovalRecord",
@@ -90,6 +92,7 @@ __all__ = [
     "build_rca_loop",
     "open_runtime",
     "open_store",
+    "parse_alert",
     "parse_database_url",
     "parse_decision",
     "reconcile",

@@ -1,0 +1,204 @@
+"""Alert intake: Prometheus Alertmanager webhooks and a documented generic JSON shape, parsed
+into a typed :class:`Alert`. Malformed input raises ``InvalidInput`` naming the problem.
+
+The generic shape::
+
+    {"name": "HighErrorRate", "service": "checkout", "severity": "P1",
+     "fired_at": "2026-03-01T12:00:00Z", "description": "5xx above 5%",
+     "labels": {"team": "payments"}, "fingerprint": "optional-stable-id"}
+
+Severity labels map ``P0``–``P3`` as they are, and ``critical``/``error``/``warning``/``info``
+to P0/P1/P2/P3 (the inverse of the PagerDuty mapping). The fingerprint identifies "the same
+alert" for deduplication: Alertmanager's own, else a hash of the alert's name and labels.
+
+Example:
+    >>> alert = parse_generic({"name": "DiskFull", "service": "db", "severity": "warning",
+    ...                        "fired_at": "2026-03-01T12:00:00Z"})
+    >>> alert.severity, alert.fired_at.isoformat(), len(alert.fingerprint)
+    ('P2', '2026-03-01T12:00:00+00:00', 32)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from durable_ir.errors import InvalidInput
+from durable_ir.severity import SEVERITIES, Severity
+
+__all__ = ["MAX_ALERTS_PER_WEBHOOK", "Alert", "parse_alert", "parse_alertmanager", "parse_generic"]
+
+MAX_ALERTS_PER_WEBHOOK = 1_000
+_SEVERITY_WORDS: dict[str, Severity] = {
+    "critical": "P0",
+    "page": "P0",
+    "error": "P1",
+    "major": "P1",
+    "high": "P1",
+    "warning": "P2",
+    "minor": "P2",
+    "medium": "P2",
+    "info": "P3",
+    "low": "P3",
+}
+_SERVICE_LABELS = ("service", "app", "job", "namespace")
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+
+class Alert(BaseModel):
+    """One alert, whatever its source."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    service: str = Field(min_length=1, max_length=200, pattern=_NAME_PATTERN)
+    severity: Severity
+    fired_at: datetime
+    description: str = Field(default="", max_length=4_000)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    fingerprint: str = Field(min_length=1, max_length=128)
+    status: Literal["firing", "resolved"] = "firing"
+    source: Literal["alertmanager", "generic"] = "generic"
+
+    @field_validator("fired_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("fired_at needs a time zone (e.g. a trailing Z)")
+        return value.astimezone(UTC)
+
+    @field_validator("labels")
+    @classmethod
+    def _bounded_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not key or len(key) > 100 or len(value) > 1_000:
+                raise ValueError(f"label {key[:40]!r} is empty or too long")
+        return labels
+
+    def as_state(self) -> dict[str, Any]:
+        """The alert as JSON, for graph state."""
+        return self.model_dump(mode="json")
+
+
+def _severity(value: object) -> Severity:
+    text = str(value).strip() if value is not None else ""
+    if text.upper() in SEVERITIES:
+        return text.upper()  # type: ignore[return-value]
+    if text.lower() in _SEVERITY_WORDS:
+        return _SEVERITY_WORDS[text.lower()]
+    raise InvalidInput(f"unknown severity {text[:40]!r}: use P0–P3 or critical/error/warning/info")
+
+
+def _fingerprint(name: str, labels: dict[str, str]) -> str:
+    canonical = json.dumps({"name": name, "labels": labels}, sort_keys=True)
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+def _build(**fields: Any) -> Alert:
+    try:
+        return Alert(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "alert"
+        raise InvalidInput(f"invalid alert: {where}: {first['msg']}") from None
+
+
+def _text_map(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInput(f"{what} must be an object of strings")
+    return dict(value)
+
+
+def parse_generic(payload: object) -> Alert:
+    """Parse the generic JSON shape (see the module doc)."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"an alert must be a JSON object, got {type(payload).__name__}")
+    known = {
+        "name",
+        "service",
+        "severity",
+        "fired_at",
+        "description",
+        "labels",
+        "fingerprint",
+        "status",
+    }
+    unknown = set(payload) - known
+    if unknown:
+        raise InvalidInput(f"unknown alert fields: {sorted(map(str, unknown))[:10]}")
+    for required in ("name", "service", "fired_at"):
+        if required not in payload:
+            raise InvalidInput(f"an alert needs {required!r}")
+    labels = _text_map(payload.get("labels"), "labels")
+    name = payload["name"]
+    if not isinstance(name, str):
+        raise InvalidInput("an alert's name must be a string")
+    return _build(
+        name=name,
+        service=payload["service"],
+        severity=_severity(payload.get("severity", "P2")),
+        fired_at=payload["fired_at"],
+        description=payload.get("description", ""),
+        labels=labels,
+        fingerprint=payload.get("fingerprint") or _fingerprint(name, labels),
+        status=payload.get("status", "firing"),
+        source="generic",
+    )
+
+
+def parse_alertmanager(payload: object) -> list[Alert]:
+    """Parse an Alertmanager webhook (``version`` 4) into its alerts."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+        raise InvalidInput("an Alertmanager webhook is an object with an 'alerts' list")
+    items = payload["alerts"]
+    if not items:
+        raise InvalidInput("the webhook carries no alerts")
+    if len(items) > MAX_ALERTS_PER_WEBHOOK:
+        raise InvalidInput(
+            f"{len(items)} alerts in one webhook; the limit is {MAX_ALERTS_PER_WEBHOOK}"
+        )
+    common = _text_map(payload.get("commonLabels"), "commonLabels")
+    alerts = []
+    for number, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise InvalidInput(f"alert {number} is not an object")
+        labels = {**common, **_text_map(item.get("labels"), f"alert {number} labels")}
+        annotations = _text_map(item.get("annotations"), f"alert {number} annotations")
+        name = labels.get("alertname")
+        if not name:
+            raise InvalidInput(f"alert {number} has no 'alertname' label")
+        service = next((labels[k] for k in _SERVICE_LABELS if labels.get(k)), None)
+        if service is None:
+            raise InvalidInput(
+                f"alert {number} ({name}) has none of the labels {', '.join(_SERVICE_LABELS)}"
+            )
+        fingerprint = item.get("fingerprint") or _fingerprint(name, labels)
+        alerts.append(
+            _build(
+                name=name,
+                service=service,
+                severity=_severity(labels.get("severity", "P2")),
+                fired_at=item.get("startsAt"),
+                description=annotations.get("description") or annotations.get("summary", ""),
+                labels=labels,
+                fingerprint=fingerprint,
+                status=item.get("status", "firing"),
+                source="alertmanager",
+            )
+        )
+    return alerts
+
+
+def parse_alert(payload: object) -> list[Alert]:
+    """Either shape: an Alertmanager webhook (it has ``alerts``) or one generic alert."""
+    if isinstance(payload, dict) and "alerts" in payload:
+        return parse_alertmanager(payload)
+    return [parse_generic(payload)]
