@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from durable_ir import InvalidInput
 from durable_ir.alerts import parse_alert, parse_alertmanager, parse_generic
+from support import strategies
 
 WEBHOOK: dict[str, Any] = {
     "version": "4",
@@ -100,7 +101,7 @@ def broken(change: Any) -> dict[str, Any]:
         (broken(lambda p: p["commonLabels"].pop("alertname")), "no 'alertname'"),
         (broken(lambda p: p["alerts"][1]["labels"].pop("job")), "has none of the labels"),
         (broken(lambda p: p["alerts"][0].update(startsAt="yesterday")), "fired_at"),
-        (broken(lambda p: p["alerts"][0].update(startsAt="2026-03-01T12:00:00")), "time zone"),
+        (broken(lambda p: p["alerts"][0].update(startsAt="2026-03-01T12:00:00")), "timezone"),
         (broken(lambda p: p["commonLabels"].update(severity="apocalyptic")), "unknown severity"),
         (broken(lambda p: p["alerts"][0]["labels"].update(count=3)), "object of strings"),
         (broken(lambda p: p.update(alerts=[{"labels": {}}] * 1001)), "the limit is 1000"),
@@ -117,13 +118,7 @@ def test_malformed_alerts_are_refused_clearly(payload: Any, message: str) -> Non
         parse_alert(payload)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
-    ),
-    max_leaves=20,
-)
+json_values = strategies.json_values(max_leaves=20)
 alert_like = st.fixed_dictionaries(
     {},
     optional={

@@ -30,6 +30,7 @@ from durable_ir.decisions import (
     validate_decision,
 )
 from durable_ir.records import ApprovalStatus
+from support import strategies
 
 KIND_CLASSES: dict[str, type[Any]] = {
     "approve": Approve,
@@ -337,14 +338,8 @@ def test_validate_decision_returns_valid_objects_unchanged(decision: Any) -> Non
 
 # --- properties -------------------------------------------------------------------------
 
-JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
-JSON_VALUES = st.recursive(
-    JSON_SCALARS,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+JSON_SCALARS = strategies.json_scalars()
+JSON_VALUES = strategies.json_values()
 KIND_NAMES = ["approve", "edit", "reject", "expire"]
 # Values that make near-misses likely: right and wrong kinds, system and human identities,
 # whitespace, control characters and over-long text.

@@ -18,15 +18,10 @@ from hypothesis import strategies as st
 from langgraph.types import Command
 
 from durable_ir import DecisionNotRecorded, InvalidDecision, Runtime, open_runtime, parse_decision
+from support import strategies
 from support.graphs import Counters, build_graph
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+json_values = strategies.json_values(allow_nan=False)
 # Answers shaped like decisions, to get past shallow checks more often.
 decision_like = st.fixed_dictionaries(
     {"type": st.sampled_from(["approve", "edit", "reject", "expire", "APPROVE", "yes", ""])},

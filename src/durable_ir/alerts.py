@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from durable_ir.clock import UtcDatetime
 from durable_ir.errors import InvalidInput
 from durable_ir.severity import SEVERITIES, Severity
 
@@ -57,19 +57,12 @@ class Alert(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     service: str = Field(min_length=1, max_length=200, pattern=_NAME_PATTERN)
     severity: Severity
-    fired_at: datetime
+    fired_at: UtcDatetime
     description: str = Field(default="", max_length=4_000)
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
     fingerprint: str = Field(min_length=1, max_length=128)
     status: Literal["firing", "resolved"] = "firing"
     source: Literal["alertmanager", "generic"] = "generic"
-
-    @field_validator("fired_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("fired_at needs a time zone (e.g. a trailing Z)")
-        return value.astimezone(UTC)
 
     @field_validator("labels")
     @classmethod

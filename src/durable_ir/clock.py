@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-__all__ = ["Clock", "FixedClock", "system_clock"]
+from pydantic import AfterValidator, AwareDatetime
+
+__all__ = ["Clock", "FixedClock", "UtcDatetime", "system_clock"]
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
+"""For pydantic fields: a timezone-aware datetime (naive ones are refused), kept in UTC."""
 
 Clock = Callable[[], datetime]
 """A callable returning the current time as an aware UTC ``datetime``."""

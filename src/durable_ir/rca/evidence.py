@@ -18,10 +18,12 @@ Example:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from durable_ir.clock import UtcDatetime
 
 __all__ = [
     "ChangeEvidence",
@@ -40,15 +42,8 @@ class _EvidenceBase(BaseModel):
 
     id: str = Field(min_length=1, max_length=128)
     service: str = Field(min_length=1, max_length=200)
-    at: datetime
+    at: UtcDatetime
     summary: str = Field(min_length=1, max_length=2_000)
-
-    @field_validator("at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("evidence timestamps must be timezone-aware")
-        return value.astimezone(UTC)
 
 
 class LogEvidence(_EvidenceBase):
