@@ -1,0 +1,1 @@
+"""Integrations with outside services: PagerDuty (Events API v2) and Slack, each optional."""
