@@ -1,4 +1,4 @@
-"""PagerDuty Events API v2 over ``httpx`` (the ``prometheus`` extra installs it).
+"""PagerDuty Events API v2 over ``httpx`` (the ``pagerduty`` extra installs it).
 
 :class:`PagerDutyNotifier` triggers, acknowledges and resolves PagerDuty alerts for an
 incident by POSTing events to ``/v2/enqueue``. Guarantees:
