@@ -10,6 +10,10 @@ Every mode prints JSON lines on stdout:
 - ``hold URL INCIDENT``: open the store, take the incident's lock, print ``{"held": true}``
   (or ``{"held": false}`` and exit), then hold it until stdin closes or it is killed.
 - ``lock-key ID …``: print ``{"keys": [lock_key(id), …]}``.
+- ``open-incidents URL``: open the store, print ``{"ready": true}``, then for each stdin line
+  ``{"fingerprint", "graph", "opened_at": [ISO …], "ids": […], "at"}`` wait until ``at``, call
+  ``open_incident`` for every id at once (``asyncio.gather``) and print
+  ``{"results": [[inserted, record.to_dict()], …]}`` in the order of ``ids``.
 
 The parent side is :class:`Child`.
 """
@@ -111,6 +115,29 @@ async def hold(url: str, incident: str) -> None:
         await store.locks.release(incident)
 
 
+async def open_incidents(url: str) -> None:
+    from durable_ir import open_store
+    from durable_ir.records import NewIncident
+
+    async with open_store(url) as store:
+        emit({"ready": True})
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            request = json.loads(line)
+            news = [
+                NewIncident(
+                    incident_id=incident_id,
+                    graph=request["graph"],
+                    opened_at=datetime.fromisoformat(opened_at),
+                    fingerprint=request["fingerprint"],
+                    title=f"opened by {incident_id}",
+                )
+                for incident_id, opened_at in zip(request["ids"], request["opened_at"], strict=True)
+            ]
+            await _sleep_until(request["at"])
+            results = await asyncio.gather(*(store.ledger.open_incident(new) for new in news))
+            emit({"results": [[inserted, row.to_dict()] for inserted, row in results]})
+
+
 def main(argv: list[str]) -> None:
     mode, *rest = argv
     if mode == "open":
@@ -123,6 +150,8 @@ def main(argv: list[str]) -> None:
         from durable_ir.locks import lock_key
 
         emit({"keys": [lock_key(incident) for incident in rest]})
+    elif mode == "open-incidents":
+        _run(open_incidents(rest[0]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

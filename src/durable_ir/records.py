@@ -11,9 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["ApprovalRecord", "ApprovalStatus", "NewApproval"]
+__all__ = [
+    "ApprovalRecord",
+    "ApprovalStatus",
+    "IncidentRecord",
+    "IncidentState",
+    "NewApproval",
+    "NewIncident",
+    "NotificationRecord",
+]
 
 
 class ApprovalStatus(StrEnum):
@@ -104,3 +112,90 @@ class ApprovalRecord:
             "next_due_at": self.next_due_at.isoformat() if self.next_due_at else None,
             "reminders_sent": self.reminders_sent,
         }
+
+
+IncidentState = Literal["open", "closed"]
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    """An incident as intake (or :meth:`durable_ir.Runtime.start`) opens it.
+
+    ``fingerprint`` identifies "the same alert": while an incident with this fingerprint is
+    open, another alert with it attaches to that incident instead of opening a second one.
+    ``alert`` is the run's input, kept so that recovery can start an incident whose first run
+    never began.
+    """
+
+    incident_id: str
+    graph: str
+    opened_at: datetime
+    fingerprint: str | None = None
+    title: str = ""
+    service: str | None = None
+    severity: str | None = None
+    alert: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """One row of the incident index: what the incident is, whether it is open, how it ended.
+
+    The index is what lists incidents without walking checkpoints; the graph state stays the
+    checkpointer's, the decisions the approval ledger's.
+    """
+
+    incident_id: str
+    graph: str
+    opened_at: datetime
+    status: IncidentState = "open"
+    fingerprint: str | None = None
+    title: str = ""
+    service: str | None = None
+    severity: str | None = None
+    alert: dict[str, Any] | None = None
+    alerts_received: int = 1
+    last_alert_at: datetime | None = None
+    started_at: datetime | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True until the incident's run has ended."""
+        return self.status == "open"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (timestamps as ISO 8601)."""
+        return {
+            "incident_id": self.incident_id,
+            "graph": self.graph,
+            "status": self.status,
+            "fingerprint": self.fingerprint,
+            "title": self.title,
+            "service": self.service,
+            "severity": self.severity,
+            "alert": self.alert,
+            "alerts_received": self.alerts_received,
+            "opened_at": self.opened_at.isoformat(),
+            "last_alert_at": self.last_alert_at.isoformat() if self.last_alert_at else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    """A notification that was sent: the outbox row that stops a re-run node sending it again.
+
+    ``key`` names the notification (e.g. ``<incident>:escalated``); ``result`` is what the
+    channel answered (a Slack message ``ts``, a PagerDuty ``dedup_key``), for later updates.
+    """
+
+    key: str
+    incident_id: str
+    kind: str
+    channel: str
+    sent_at: datetime
+    result: dict[str, Any]

@@ -3,6 +3,10 @@
 The ledger is the source of truth for decisions. Its one write that matters,
 :meth:`ApprovalLedger.record_decision`, is a first-writer-wins compare-and-set on
 ``status = 'pending'`` that is atomic across processes.
+
+Beside the approvals it keeps the incident index (one :class:`IncidentRecord` per incident,
+with alert de-duplication by fingerprint) and the notification outbox (one
+:class:`NotificationRecord` per notification sent).
 """
 
 from __future__ import annotations
@@ -12,11 +16,35 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
-from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
+from durable_ir.errors import InvalidInput
+from durable_ir.records import (
+    ApprovalRecord,
+    ApprovalStatus,
+    IncidentRecord,
+    IncidentState,
+    NewApproval,
+    NewIncident,
+    NotificationRecord,
+)
 
-__all__ = ["ApprovalLedger", "DecisionWrite", "record_from_row"]
+__all__ = [
+    "MAX_LIST_LIMIT",
+    "ApprovalLedger",
+    "DecisionWrite",
+    "check_aware",
+    "check_incident_status",
+    "check_limit",
+    "check_new_incident",
+    "check_notification",
+    "incident_from_row",
+    "notification_from_row",
+    "record_from_row",
+]
+
+MAX_LIST_LIMIT = 1000
+"""The most rows one incident listing returns."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,80 @@ class ApprovalLedger(ABC):
         """Compare-and-set ``reminders_sent`` from ``sent`` to ``to`` on a pending row and move
         ``next_due_at``; True if this call did it (so exactly one sweeper reminds)."""
 
+    # --- incident index -----------------------------------------------------------------
+
+    @abstractmethod
+    async def open_incident(self, new: NewIncident) -> tuple[bool, IncidentRecord]:
+        """Open ``new``, or attach it to the open incident with the same fingerprint.
+
+        Atomic across processes, in this order:
+
+        1. ``new.fingerprint`` is set and an *open* incident has it: nothing is inserted;
+           that incident's ``alerts_received`` goes up by one and its ``last_alert_at`` becomes
+           ``new.opened_at`` if that is later. Returns ``(False, updated_row)``.
+        2. A row with ``new.incident_id`` exists (open or closed): nothing changes. Returns
+           ``(False, existing_row)``.
+        3. Otherwise the incident is inserted, open, with ``alerts_received = 1`` and
+           ``last_alert_at = opened_at``. Returns ``(True, row)``.
+
+        Raises :class:`~durable_ir.errors.InvalidInput` for an empty id, a naive
+        ``opened_at`` or an ``alert`` that is not storable JSON.
+        """
+
+    @abstractmethod
+    async def mark_incident_started(self, incident_id: str, at: datetime) -> None:
+        """Record that the incident's first run began at ``at`` (kept if already set; an
+        unknown id is ignored)."""
+
+    @abstractmethod
+    async def close_incident(
+        self, incident_id: str, outcome: str, at: datetime
+    ) -> IncidentRecord | None:
+        """Close an open incident with ``outcome`` at ``at``; return the stored row.
+
+        Idempotent: a closed incident keeps its first ``closed_at`` and ``outcome``. Returns
+        ``None`` for an unknown id. A closed incident no longer absorbs alerts with its
+        fingerprint: the next :meth:`open_incident` with it opens a new incident.
+        """
+
+    @abstractmethod
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        """The index row of ``incident_id``, or ``None``."""
+
+    @abstractmethod
+    async def list_incidents(
+        self, *, status: IncidentState | None = None, limit: int = 100
+    ) -> list[IncidentRecord]:
+        """Up to ``limit`` incidents (all, or only ``status``), most recently opened first.
+
+        Raises :class:`~durable_ir.errors.InvalidInput` unless ``1 <= limit <= 1000`` and
+        ``status`` is ``None``, ``"open"`` or ``"closed"``.
+        """
+
+    @abstractmethod
+    async def unstarted_incidents(
+        self, opened_before: datetime, limit: int = 100
+    ) -> list[IncidentRecord]:
+        """Open incidents whose run never started, opened at or before ``opened_before``,
+        oldest first (what recovery starts). ``limit`` as in :meth:`list_incidents`."""
+
+    # --- notification outbox --------------------------------------------------------------
+
+    @abstractmethod
+    async def get_notification(self, key: str) -> NotificationRecord | None:
+        """The outbox row with ``key``, or ``None`` if that notification was never recorded."""
+
+    @abstractmethod
+    async def record_notification(self, record: NotificationRecord) -> NotificationRecord:
+        """Insert ``record`` unless a row with its ``key`` exists; return the stored row.
+
+        First writer wins: when two senders race, both get the first one's row back.
+        """
+
+    @abstractmethod
+    async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
+        """Every notification recorded for ``incident_id``, oldest first."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Release what the ledger holds of its own (the store owns shared connections)."""
 
@@ -147,4 +249,129 @@ def record_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> Ap
         applied_at=_as_datetime(row["applied_at"]),
         next_due_at=_as_datetime(row["next_due_at"]),
         reminders_sent=int(row["reminders_sent"]),
+    )
+
+
+# --- incident index and outbox: validation and rows -------------------------------------
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` if it is an int from 1 to :data:`MAX_LIST_LIMIT`, else :class:`InvalidInput`."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidInput(f"limit must be an integer, got {limit!r}")
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+    return limit
+
+
+_INCIDENT_STATES: tuple[str, ...] = get_args(IncidentState)
+
+
+def check_incident_status(status: object) -> IncidentState | None:
+    """``status`` if it is ``None`` or an :data:`IncidentState`, else :class:`InvalidInput`."""
+    if status is not None and status not in _INCIDENT_STATES:
+        raise InvalidInput(f"status must be one of {_INCIDENT_STATES} or None, got {status!r}")
+    return status  # type: ignore[return-value]
+
+
+def check_aware(name: str, moment: object) -> datetime:
+    """``moment`` if it is a timezone-aware datetime, else :class:`InvalidInput`."""
+    if not isinstance(moment, datetime):
+        raise InvalidInput(f"{name} must be a datetime, got {moment!r}")
+    if moment.utcoffset() is None:
+        raise InvalidInput(f"{name} must be timezone-aware, got {moment.isoformat()}")
+    return moment
+
+
+def _check_id(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _check_json(name: str, value: object) -> None:
+    """Every backend must store ``value`` and give it back equal: JSON without NaN or
+    infinities, and without NUL characters (PostgreSQL ``jsonb`` refuses them)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{name} is not storable JSON: {exc}") from None
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{name} holds a NUL character, which cannot be stored")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
+def check_new_incident(new: NewIncident) -> None:
+    """Raise :class:`InvalidInput` unless every backend can store ``new`` as it is."""
+    _check_id("incident_id", new.incident_id)
+    check_aware("opened_at", new.opened_at)
+    if new.fingerprint is not None and not isinstance(new.fingerprint, str):
+        raise InvalidInput(f"fingerprint must be a string or None, got {new.fingerprint!r}")
+    if new.alert is not None:
+        if not isinstance(new.alert, dict):
+            raise InvalidInput(f"alert must be a dict or None, got {type(new.alert).__name__}")
+        _check_json("alert", new.alert)
+
+
+def check_notification(record: NotificationRecord) -> None:
+    """Raise :class:`InvalidInput` unless every backend can store ``record`` as it is."""
+    _check_id("key", record.key)
+    _check_id("incident_id", record.incident_id)
+    check_aware("sent_at", record.sent_at)
+    if not isinstance(record.result, dict):
+        raise InvalidInput(f"result must be a dict, got {type(record.result).__name__}")
+    _check_json("result", record.result)
+
+
+def _json_value(value: object, json_as_text: bool) -> Any:
+    return json.loads(value) if json_as_text and isinstance(value, str | bytes) else value
+
+
+def incident_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> IncidentRecord:
+    """Build an :class:`IncidentRecord` from a ``durable_ir_incidents`` row
+    (``json_as_text`` as in :func:`record_from_row`)."""
+    opened_at = _as_datetime(row["opened_at"])
+    assert opened_at is not None
+    status = row["status"]
+    if status not in _INCIDENT_STATES:
+        raise ValueError(f"unknown incident status {status!r}")
+    return IncidentRecord(
+        incident_id=row["incident_id"],
+        graph=row["graph"],
+        opened_at=opened_at,
+        status=status,
+        fingerprint=row["fingerprint"],
+        title=row["title"],
+        service=row["service"],
+        severity=row["severity"],
+        alert=None if row["alert"] is None else _json_value(row["alert"], json_as_text),
+        alerts_received=int(row["alerts_received"]),
+        last_alert_at=_as_datetime(row["last_alert_at"]),
+        started_at=_as_datetime(row["started_at"]),
+        closed_at=_as_datetime(row["closed_at"]),
+        outcome=row["outcome"],
+    )
+
+
+def notification_from_row(
+    row: Mapping[str, Any], *, json_as_text: bool = False
+) -> NotificationRecord:
+    """Build a :class:`NotificationRecord` from a ``durable_ir_notifications`` row
+    (``json_as_text`` as in :func:`record_from_row`)."""
+    sent_at = _as_datetime(row["sent_at"])
+    assert sent_at is not None
+    return NotificationRecord(
+        key=row["key"],
+        incident_id=row["incident_id"],
+        kind=row["kind"],
+        channel=row["channel"],
+        sent_at=sent_at,
+        result=_json_value(row["result"], json_as_text),
     )

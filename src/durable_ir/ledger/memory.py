@@ -5,10 +5,26 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
-from durable_ir.ledger.base import ApprovalLedger, DecisionWrite
-from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
+from durable_ir.ledger.base import (
+    ApprovalLedger,
+    DecisionWrite,
+    check_aware,
+    check_incident_status,
+    check_limit,
+    check_new_incident,
+    check_notification,
+)
+from durable_ir.records import (
+    ApprovalRecord,
+    ApprovalStatus,
+    IncidentRecord,
+    IncidentState,
+    NewApproval,
+    NewIncident,
+    NotificationRecord,
+)
 
 __all__ = ["MemoryLedger"]
 
@@ -24,6 +40,9 @@ class MemoryLedger(ApprovalLedger):
 
     def __init__(self) -> None:
         self._rows: dict[str, ApprovalRecord] = {}
+        self._incidents: dict[str, IncidentRecord] = {}
+        self._open_by_fingerprint: dict[str, str] = {}  # the partial unique index
+        self._notifications: dict[str, NotificationRecord] = {}
 
     async def setup(self) -> None:
         return None
@@ -123,3 +142,103 @@ class MemoryLedger(ApprovalLedger):
             return False
         self._rows[approval_id] = replace(row, reminders_sent=to, next_due_at=next_due_at)
         return True
+
+    # --- incident index -----------------------------------------------------------------
+
+    async def open_incident(self, new: NewIncident) -> tuple[bool, IncidentRecord]:
+        check_new_incident(new)
+        opened_at = new.opened_at.astimezone(UTC)
+        if new.fingerprint is not None:
+            open_id = self._open_by_fingerprint.get(new.fingerprint)
+            if open_id is not None:
+                row = self._incidents[open_id]
+                last = row.last_alert_at or row.opened_at
+                row = replace(
+                    row, alerts_received=row.alerts_received + 1, last_alert_at=max(last, opened_at)
+                )
+                self._incidents[open_id] = row
+                return False, row
+        existing = self._incidents.get(new.incident_id)
+        if existing is not None:
+            return False, existing
+        row = IncidentRecord(
+            incident_id=new.incident_id,
+            graph=new.graph,
+            opened_at=opened_at,
+            status="open",
+            fingerprint=new.fingerprint,
+            title=new.title,
+            service=new.service,
+            severity=new.severity,
+            alert=copy.deepcopy(new.alert),
+            alerts_received=1,
+            last_alert_at=opened_at,
+        )
+        self._incidents[new.incident_id] = row
+        if new.fingerprint is not None:
+            self._open_by_fingerprint[new.fingerprint] = new.incident_id
+        return True, row
+
+    async def mark_incident_started(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        row = self._incidents.get(incident_id)
+        if row is not None and row.started_at is None:
+            self._incidents[incident_id] = replace(row, started_at=at.astimezone(UTC))
+
+    async def close_incident(
+        self, incident_id: str, outcome: str, at: datetime
+    ) -> IncidentRecord | None:
+        check_aware("at", at)
+        row = self._incidents.get(incident_id)
+        if row is None or not row.is_open:
+            return row
+        row = replace(row, status="closed", closed_at=at.astimezone(UTC), outcome=outcome)
+        self._incidents[incident_id] = row
+        if row.fingerprint is not None:
+            self._open_by_fingerprint.pop(row.fingerprint, None)
+        return row
+
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        return self._incidents.get(incident_id)
+
+    async def list_incidents(
+        self, *, status: IncidentState | None = None, limit: int = 100
+    ) -> list[IncidentRecord]:
+        status = check_incident_status(status)
+        check_limit(limit)
+        rows = [r for r in self._incidents.values() if status is None or r.status == status]
+        rows.sort(key=lambda r: (r.opened_at, r.incident_id), reverse=True)
+        return rows[:limit]
+
+    async def unstarted_incidents(
+        self, opened_before: datetime, limit: int = 100
+    ) -> list[IncidentRecord]:
+        check_aware("opened_before", opened_before)
+        check_limit(limit)
+        rows = [
+            r
+            for r in self._incidents.values()
+            if r.is_open and r.started_at is None and r.opened_at <= opened_before
+        ]
+        rows.sort(key=lambda r: (r.opened_at, r.incident_id))
+        return rows[:limit]
+
+    # --- notification outbox --------------------------------------------------------------
+
+    async def get_notification(self, key: str) -> NotificationRecord | None:
+        return self._notifications.get(key)
+
+    async def record_notification(self, record: NotificationRecord) -> NotificationRecord:
+        check_notification(record)
+        existing = self._notifications.get(record.key)
+        if existing is not None:
+            return existing
+        row = replace(
+            record, sent_at=record.sent_at.astimezone(UTC), result=copy.deepcopy(record.result)
+        )
+        self._notifications[record.key] = row
+        return row
+
+    async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
+        rows = [r for r in self._notifications.values() if r.incident_id == incident_id]
+        return sorted(rows, key=lambda r: (r.sent_at, r.key))

@@ -3,6 +3,9 @@
 Every statement runs in autocommit mode on a pooled connection. The decision
 compare-and-set is one ``UPDATE … WHERE status = 'pending' RETURNING *``: PostgreSQL's row
 lock makes exactly one concurrent writer see the pending row, in any number of processes.
+Opening an incident is one ``INSERT … ON CONFLICT (fingerprint) … DO UPDATE`` against the
+partial unique index on open fingerprints, which makes alerts with one fingerprint attach to
+one open incident, in any number of processes.
 """
 
 from __future__ import annotations
@@ -11,11 +14,30 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from durable_ir.ledger.base import ApprovalLedger, DecisionWrite, record_from_row
-from durable_ir.records import ApprovalRecord, NewApproval
+from durable_ir.ledger.base import (
+    ApprovalLedger,
+    DecisionWrite,
+    check_aware,
+    check_incident_status,
+    check_limit,
+    check_new_incident,
+    check_notification,
+    incident_from_row,
+    notification_from_row,
+    record_from_row,
+)
+from durable_ir.records import (
+    ApprovalRecord,
+    IncidentRecord,
+    IncidentState,
+    NewApproval,
+    NewIncident,
+    NotificationRecord,
+)
 
 __all__ = ["POSTGRES_SCHEMA", "PostgresLedger"]
 
@@ -48,6 +70,41 @@ CREATE INDEX IF NOT EXISTS durable_ir_approvals_pending_by_next_due
     ON durable_ir_approvals (next_due_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_unapplied
     ON durable_ir_approvals (decided_at) WHERE status <> 'pending' AND applied_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS durable_ir_incidents (
+    incident_id     text PRIMARY KEY,
+    graph           text NOT NULL,
+    fingerprint     text,
+    title           text NOT NULL DEFAULT '',
+    service         text,
+    severity        text,
+    alert           jsonb,
+    status          text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+    alerts_received integer NOT NULL DEFAULT 1,
+    opened_at       timestamptz NOT NULL,
+    last_alert_at   timestamptz NOT NULL,
+    started_at      timestamptz,
+    closed_at       timestamptz,
+    outcome         text,
+    CHECK ((status = 'closed') = (closed_at IS NOT NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS durable_ir_incidents_open_fingerprint
+    ON durable_ir_incidents (fingerprint) WHERE status = 'open' AND fingerprint IS NOT NULL;
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_by_opened
+    ON durable_ir_incidents (opened_at DESC, incident_id DESC);
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_unstarted
+    ON durable_ir_incidents (opened_at) WHERE started_at IS NULL AND status = 'open';
+
+CREATE TABLE IF NOT EXISTS durable_ir_notifications (
+    key         text PRIMARY KEY,
+    incident_id text NOT NULL,
+    kind        text NOT NULL,
+    channel     text NOT NULL,
+    sent_at     timestamptz NOT NULL,
+    result      jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
+    ON durable_ir_notifications (incident_id, sent_at);
 """
 
 _COLUMNS = (
@@ -55,6 +112,13 @@ _COLUMNS = (
     " status, decided_by, decided_at, reason, edited_plan, applied_at, next_due_at,"
     " reminders_sent"
 )
+
+_INCIDENT_COLUMNS = (
+    "incident_id, graph, fingerprint, title, service, severity, alert, status,"
+    " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome"
+)
+_NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
+_INCIDENTS_PKEY = "durable_ir_incidents_pkey"
 
 
 class PostgresLedger(ApprovalLedger):
@@ -234,3 +298,182 @@ class PostgresLedger(ApprovalLedger):
                 (to, next_due_at, approval_id, sent),
             )
             return bool(cur.rowcount == 1)
+
+    # --- incident index -----------------------------------------------------------------
+
+    async def _incidents(self, query: str, params: tuple[Any, ...]) -> list[IncidentRecord]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        return [incident_from_row(r) for r in rows]
+
+    async def open_incident(self, new: NewIncident) -> tuple[bool, IncidentRecord]:
+        check_new_incident(new)
+        params = (
+            new.incident_id,
+            new.graph,
+            new.fingerprint,
+            new.title,
+            new.service,
+            new.severity,
+            None if new.alert is None else Jsonb(new.alert),
+            new.opened_at,
+            new.opened_at,
+        )
+        # A primary-key clash with an incident whose fingerprint is open is retried: the
+        # statement inserted into the id index before it saw (or waited for) that incident in
+        # the fingerprint index, and a new statement takes the DO UPDATE path. Any other clash
+        # is the answer. Each retry follows a commit that made the clash, so few are needed.
+        for _ in range(5):
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(
+                        f"""
+                        INSERT INTO durable_ir_incidents AS i
+                            (incident_id, graph, fingerprint, title, service, severity, alert,
+                             status, alerts_received, opened_at, last_alert_at)
+                        VALUES (%s, %s, %s, %s, %s, %s, %s, 'open', 1, %s, %s)
+                        ON CONFLICT (fingerprint) WHERE status = 'open' AND fingerprint IS NOT NULL
+                        DO UPDATE SET
+                            alerts_received = i.alerts_received + 1,
+                            last_alert_at = greatest(i.last_alert_at, EXCLUDED.last_alert_at)
+                        RETURNING {_INCIDENT_COLUMNS}, (xmax = 0) AS inserted
+                        """,
+                        params,
+                    )
+                    row = await cur.fetchone()
+            except pg_errors.UniqueViolation as exc:
+                # Autocommit: the failed statement rolled back on its own and the connection
+                # went back to the pool idle, so the next statement runs normally.
+                if exc.diag.constraint_name != _INCIDENTS_PKEY:
+                    raise
+                existing = await self.get_incident(new.incident_id)
+                if existing is None:
+                    continue  # deleted meanwhile (not by this ledger): try again
+                if not (
+                    new.fingerprint is not None
+                    and existing.is_open
+                    and existing.fingerprint == new.fingerprint
+                ):
+                    return False, existing
+                continue
+            assert row is not None
+            inserted = bool(row.pop("inserted"))
+            return inserted, incident_from_row(row)
+        raise RuntimeError(f"could not open incident {new.incident_id}: too many conflicts")
+
+    async def mark_incident_started(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE durable_ir_incidents SET started_at = %s"
+                " WHERE incident_id = %s AND started_at IS NULL",
+                (at, incident_id),
+            )
+
+    async def close_incident(
+        self, incident_id: str, outcome: str, at: datetime
+    ) -> IncidentRecord | None:
+        check_aware("at", at)
+        rows = await self._incidents(
+            f"UPDATE durable_ir_incidents SET status = 'closed', closed_at = %s, outcome = %s"
+            f" WHERE incident_id = %s AND status = 'open' RETURNING {_INCIDENT_COLUMNS}",
+            (at, outcome, incident_id),
+        )
+        if rows:
+            return rows[0]
+        # Unknown, or closed already: a closed row stays closed, so this read shows it.
+        return await self.get_incident(incident_id)
+
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        rows = await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents WHERE incident_id = %s",
+            (incident_id,),
+        )
+        return rows[0] if rows else None
+
+    async def list_incidents(
+        self, *, status: IncidentState | None = None, limit: int = 100
+    ) -> list[IncidentRecord]:
+        status = check_incident_status(status)
+        check_limit(limit)
+        if status is None:
+            return await self._incidents(
+                f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+                " ORDER BY opened_at DESC, incident_id DESC LIMIT %s",
+                (limit,),
+            )
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents WHERE status = %s"
+            " ORDER BY opened_at DESC, incident_id DESC LIMIT %s",
+            (status, limit),
+        )
+
+    async def unstarted_incidents(
+        self, opened_before: datetime, limit: int = 100
+    ) -> list[IncidentRecord]:
+        check_aware("opened_before", opened_before)
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE started_at IS NULL AND status = 'open' AND opened_at <= %s"
+            " ORDER BY opened_at, incident_id LIMIT %s",
+            (opened_before, limit),
+        )
+
+    # --- notification outbox --------------------------------------------------------------
+
+    async def _notification(self, query: str, params: tuple[Any, ...]) -> list[NotificationRecord]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        return [notification_from_row(r) for r in rows]
+
+    async def get_notification(self, key: str) -> NotificationRecord | None:
+        rows = await self._notification(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM durable_ir_notifications WHERE key = %s",
+            (key,),
+        )
+        return rows[0] if rows else None
+
+    async def record_notification(self, record: NotificationRecord) -> NotificationRecord:
+        check_notification(record)
+        # As in register(): the inserted row, else the one that was there.
+        rows = await self._notification(
+            f"""
+            WITH inserted AS (
+                INSERT INTO durable_ir_notifications
+                    (key, incident_id, kind, channel, sent_at, result)
+                VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (key) DO NOTHING
+                RETURNING {_NOTIFICATION_COLUMNS}
+            )
+            SELECT {_NOTIFICATION_COLUMNS} FROM inserted
+            UNION ALL
+            SELECT {_NOTIFICATION_COLUMNS} FROM durable_ir_notifications WHERE key = %s
+            LIMIT 1
+            """,
+            (
+                record.key,
+                record.incident_id,
+                record.kind,
+                record.channel,
+                record.sent_at,
+                Jsonb(record.result),
+                record.key,
+            ),
+        )
+        if rows:
+            return rows[0]
+        # A concurrent writer committed after this statement's snapshot: a new one sees it.
+        stored = await self.get_notification(record.key)
+        if stored is None:
+            raise LookupError(f"notification {record.key} vanished while recording")
+        return stored
+
+    async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
+        return await self._notification(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM durable_ir_notifications"
+            " WHERE incident_id = %s ORDER BY sent_at, key",
+            (incident_id,),
+        )

@@ -3,7 +3,8 @@
 The connection runs in autocommit mode; the decision compare-and-set takes SQLite's write lock
 with ``BEGIN IMMEDIATE``, which serialises it against every other process using the file.
 Timestamps are stored as integer microseconds since the epoch (UTC), so they sort and index
-exactly.
+exactly. Opening an incident takes the same write lock, so that alerts with one fingerprint
+attach to one open incident across processes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,27 @@ from typing import Any
 
 import aiosqlite
 
-from durable_ir.ledger.base import ApprovalLedger, DecisionWrite, record_from_row
-from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
+from durable_ir.ledger.base import (
+    ApprovalLedger,
+    DecisionWrite,
+    check_aware,
+    check_incident_status,
+    check_limit,
+    check_new_incident,
+    check_notification,
+    incident_from_row,
+    notification_from_row,
+    record_from_row,
+)
+from durable_ir.records import (
+    ApprovalRecord,
+    ApprovalStatus,
+    IncidentRecord,
+    IncidentState,
+    NewApproval,
+    NewIncident,
+    NotificationRecord,
+)
 
 __all__ = ["SQLITE_SCHEMA", "SqliteLedger", "to_epoch_us"]
 
@@ -51,6 +71,41 @@ CREATE INDEX IF NOT EXISTS durable_ir_approvals_pending_by_next_due
     ON durable_ir_approvals (next_due_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_unapplied
     ON durable_ir_approvals (decided_at) WHERE status <> 'pending' AND applied_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS durable_ir_incidents (
+    incident_id     TEXT PRIMARY KEY,
+    graph           TEXT NOT NULL,
+    fingerprint     TEXT,
+    title           TEXT NOT NULL DEFAULT '',
+    service         TEXT,
+    severity        TEXT,
+    alert           TEXT,
+    status          TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+    alerts_received INTEGER NOT NULL DEFAULT 1,
+    opened_at       INTEGER NOT NULL,
+    last_alert_at   INTEGER NOT NULL,
+    started_at      INTEGER,
+    closed_at       INTEGER,
+    outcome         TEXT,
+    CHECK ((status = 'closed') = (closed_at IS NOT NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS durable_ir_incidents_open_fingerprint
+    ON durable_ir_incidents (fingerprint) WHERE status = 'open' AND fingerprint IS NOT NULL;
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_by_opened
+    ON durable_ir_incidents (opened_at DESC, incident_id DESC);
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_unstarted
+    ON durable_ir_incidents (opened_at) WHERE started_at IS NULL AND status = 'open';
+
+CREATE TABLE IF NOT EXISTS durable_ir_notifications (
+    key         TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    sent_at     INTEGER NOT NULL,
+    result      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
+    ON durable_ir_notifications (incident_id, sent_at);
 """
 
 _COLUMNS = (
@@ -58,6 +113,12 @@ _COLUMNS = (
     " status, decided_by, decided_at, reason, edited_plan, applied_at, next_due_at,"
     " reminders_sent"
 )
+
+_INCIDENT_COLUMNS = (
+    "incident_id, graph, fingerprint, title, service, severity, alert, status,"
+    " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome"
+)
+_NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
 
 
 def to_epoch_us(moment: datetime) -> int:
@@ -245,3 +306,180 @@ class SqliteLedger(ApprovalLedger):
                 (to, to_epoch_us(next_due_at), approval_id, sent),
             )
             return cur.rowcount == 1
+
+    # --- incident index -----------------------------------------------------------------
+
+    async def _incidents(self, query: str, params: tuple[Any, ...]) -> list[IncidentRecord]:
+        async with self._lock, self._conn.execute(query, params) as cur:
+            rows = await cur.fetchall()
+        return [incident_from_row(dict(r), json_as_text=True) for r in rows]
+
+    async def _fetch_incident(self, incident_id: str) -> dict[str, Any] | None:
+        """The row, read on the connection as it is (call with the lock held)."""
+        async with self._conn.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents WHERE incident_id = ?",
+            (incident_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else dict(row)
+
+    async def open_incident(self, new: NewIncident) -> tuple[bool, IncidentRecord]:
+        check_new_incident(new)
+        opened_at = to_epoch_us(new.opened_at)
+        async with self._lock:
+            # The write lock first: another process's open_incident waits here, then sees
+            # this one's row (the partial unique index is the backstop, not the mechanism).
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                inserted = False
+                open_id = None
+                if new.fingerprint is not None:
+                    async with self._conn.execute(
+                        "SELECT incident_id FROM durable_ir_incidents"
+                        " WHERE fingerprint = ? AND status = 'open'",
+                        (new.fingerprint,),
+                    ) as cur:
+                        found = await cur.fetchone()
+                    open_id = None if found is None else found[0]
+                if open_id is not None:
+                    await self._conn.execute(
+                        "UPDATE durable_ir_incidents"
+                        " SET alerts_received = alerts_received + 1,"
+                        "     last_alert_at = max(last_alert_at, ?)"
+                        " WHERE incident_id = ?",
+                        (opened_at, open_id),
+                    )
+                else:
+                    open_id = new.incident_id
+                    cur = await self._conn.execute(
+                        "INSERT INTO durable_ir_incidents"
+                        " (incident_id, graph, fingerprint, title, service, severity, alert,"
+                        "  status, alerts_received, opened_at, last_alert_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?)"
+                        " ON CONFLICT (incident_id) DO NOTHING",
+                        (
+                            new.incident_id,
+                            new.graph,
+                            new.fingerprint,
+                            new.title,
+                            new.service,
+                            new.severity,
+                            None if new.alert is None else json.dumps(new.alert),
+                            opened_at,
+                            opened_at,
+                        ),
+                    )
+                    inserted = cur.rowcount == 1
+                row = await self._fetch_incident(open_id)
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        assert row is not None
+        return inserted, incident_from_row(row, json_as_text=True)
+
+    async def mark_incident_started(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE durable_ir_incidents SET started_at = ?"
+                " WHERE incident_id = ? AND started_at IS NULL",
+                (to_epoch_us(at), incident_id),
+            )
+
+    async def close_incident(
+        self, incident_id: str, outcome: str, at: datetime
+    ) -> IncidentRecord | None:
+        check_aware("at", at)
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self._conn.execute(
+                    "UPDATE durable_ir_incidents"
+                    " SET status = 'closed', closed_at = ?, outcome = ?"
+                    " WHERE incident_id = ? AND status = 'open'",
+                    (to_epoch_us(at), outcome, incident_id),
+                )
+                row = await self._fetch_incident(incident_id)
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        return None if row is None else incident_from_row(row, json_as_text=True)
+
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        rows = await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents WHERE incident_id = ?",
+            (incident_id,),
+        )
+        return rows[0] if rows else None
+
+    async def list_incidents(
+        self, *, status: IncidentState | None = None, limit: int = 100
+    ) -> list[IncidentRecord]:
+        status = check_incident_status(status)
+        check_limit(limit)
+        if status is None:
+            return await self._incidents(
+                f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+                " ORDER BY opened_at DESC, incident_id DESC LIMIT ?",
+                (limit,),
+            )
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents WHERE status = ?"
+            " ORDER BY opened_at DESC, incident_id DESC LIMIT ?",
+            (status, limit),
+        )
+
+    async def unstarted_incidents(
+        self, opened_before: datetime, limit: int = 100
+    ) -> list[IncidentRecord]:
+        check_aware("opened_before", opened_before)
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE started_at IS NULL AND status = 'open' AND opened_at <= ?"
+            " ORDER BY opened_at, incident_id LIMIT ?",
+            (to_epoch_us(opened_before), limit),
+        )
+
+    # --- notification outbox --------------------------------------------------------------
+
+    async def _notifications(self, query: str, params: tuple[Any, ...]) -> list[NotificationRecord]:
+        async with self._lock, self._conn.execute(query, params) as cur:
+            rows = await cur.fetchall()
+        return [notification_from_row(dict(r), json_as_text=True) for r in rows]
+
+    async def get_notification(self, key: str) -> NotificationRecord | None:
+        rows = await self._notifications(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM durable_ir_notifications WHERE key = ?", (key,)
+        )
+        return rows[0] if rows else None
+
+    async def record_notification(self, record: NotificationRecord) -> NotificationRecord:
+        check_notification(record)
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT INTO durable_ir_notifications"
+                " (key, incident_id, kind, channel, sent_at, result) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                (
+                    record.key,
+                    record.incident_id,
+                    record.kind,
+                    record.channel,
+                    to_epoch_us(record.sent_at),
+                    json.dumps(record.result),
+                ),
+            )
+        # A row is never updated or deleted, so a plain read returns the first writer's.
+        stored = await self.get_notification(record.key)
+        assert stored is not None
+        return stored
+
+    async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
+        return await self._notifications(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM durable_ir_notifications"
+            " WHERE incident_id = ? ORDER BY sent_at, key",
+            (incident_id,),
+        )
