@@ -5,12 +5,10 @@ that keeps one incident to one alert across retries and replicas, and its retrie
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -23,128 +21,13 @@ from durable_ir.integrations.pagerduty import (
     PagerDutyNotifier,
     dedup_key,
 )
-from support.local_http import LocalHttpServer, serving
+from durable_ir.notifications import EventKind, IncidentEvent, IncidentNotifier, send_once
+from durable_ir.persistence import open_store
+from support.local_http import serving
+from support.pagerduty_api import PagerDutyApi, Reply
 
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"  # Events v2 integration keys are 32 chars
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-Reply = tuple[int, dict[str, Any], dict[str, str]]
-"""status, JSON body, extra headers"""
-
-
-class PagerDutyApi(LocalHttpServer):
-    """Validates events as PagerDuty does, keeps one alert per ``dedup_key`` (a trigger for an
-    open key updates that alert), and records every request. ``scripted`` replies are sent,
-    in order, before any event is processed; ``barrier`` holds requests until that many
-    arrived, to make concurrent senders really concurrent."""
-
-    def __init__(self) -> None:
-        super().__init__(_Handler)
-        self.lock = threading.Lock()
-        self.received: list[dict[str, Any]] = []
-        self.scripted: list[Reply] = []
-        self.alerts: dict[str, dict[str, Any]] = {}
-        self.barrier: threading.Barrier | None = None
-
-    def events(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.received]
-
-    def open_alerts(self) -> list[str]:
-        return [k for k, a in self.alerts.items() if a["status"] != "resolved"]
-
-    def process(self, event: Any) -> Reply:
-        errors = validate(event)
-        if errors:
-            invalid = {"status": "invalid event", "message": "Event object is invalid"}
-            return 400, {**invalid, "errors": errors}, {}
-        key = event.get("dedup_key")
-        action = event["event_action"]
-        with self.lock:
-            alert = self.alerts.get(key) if key else None
-            if action == "trigger":
-                if key is None:
-                    key = f"srv-{len(self.alerts)}"
-                if alert is None or alert["status"] == "resolved":
-                    self.alerts[key] = {"status": "triggered", "events": [event]}
-                else:
-                    alert["events"].append(event)
-            elif alert is not None and alert["status"] != "resolved":
-                alert["status"] = "acknowledged" if action == "acknowledge" else "resolved"
-                alert["events"].append(event)
-        return 202, {"status": "success", "message": "Event processed", "dedup_key": key}, {}
-
-
-def validate(event: Any) -> list[str]:
-    if not isinstance(event, dict):
-        return ["Event object is not a JSON object"]
-    errors = []
-    routing_key = event.get("routing_key")
-    if not isinstance(routing_key, str) or len(routing_key) != 32:
-        errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
-    action = event.get("event_action")
-    if action not in ("trigger", "acknowledge", "resolve"):
-        errors.append("'event_action' is invalid (must be trigger, acknowledge or resolve)")
-    key = event.get("dedup_key")
-    if key is not None and (not isinstance(key, str) or len(key) > 255):
-        errors.append("'dedup_key' is too long (max 255 characters)")
-    if action in ("acknowledge", "resolve") and not key:
-        errors.append("'dedup_key' is required for acknowledge and resolve")
-    if action == "trigger":
-        payload = event.get("payload")
-        if not isinstance(payload, dict):
-            return [*errors, "'payload' is missing or not an object"]
-        summary = payload.get("summary")
-        if not isinstance(summary, str) or not summary or len(summary) > 1024:
-            errors.append("'payload.summary' is missing or longer than 1024 characters")
-        if not isinstance(payload.get("source"), str) or not payload["source"]:
-            errors.append("'payload.source' is missing")
-        if payload.get("severity") not in ("critical", "error", "warning", "info"):
-            errors.append("'payload.severity' is invalid")
-    return errors
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: PagerDutyApi
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers["content-length"]))
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = None
-        with self.server.lock:
-            self.server.received.append(
-                {
-                    "method": self.command,
-                    "path": self.path,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": body,
-                }
-            )
-            scripted = self.server.scripted.pop(0) if self.server.scripted else None
-        if self.server.barrier is not None:
-            self.server.barrier.wait(timeout=5)
-        headers: dict[str, str]
-        if self.path != "/v2/enqueue":
-            status, reply, headers = 404, {"status": "not found", "message": "no route"}, {}
-        elif scripted is not None:
-            status, reply, headers = scripted
-        elif body is None:
-            status, reply, headers = 400, {"status": "invalid event", "message": "bad JSON"}, {}
-        else:
-            status, reply, headers = self.server.process(body)
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 RATE_LIMITED: Reply = (429, {"status": "throttle event", "message": "Requests throttled"}, {})
 
@@ -378,3 +261,230 @@ async def test_summary_is_truncated_to_1024_chars(pd: PagerDutyApi, sleeps: list
     assert long_summary == "x" * 1023 + "…"
     assert exact == "y" * 1024
     assert len(pd.open_alerts()) == 2  # the server accepted both
+
+
+# --- As an IncidentNotifier ------------------------------------------------------------
+
+EVENT_AT = datetime(2026, 3, 1, 11, 58, tzinfo=UTC)
+
+
+def event(kind: EventKind, **changes: Any) -> IncidentEvent:
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "incident_id": "inc-20",
+        "severity": "P0",
+        "title": "checkout 5xx rate above 5%",
+        "at": EVENT_AT,
+        "service": "checkout",
+    }
+    fields.update(changes)
+    return IncidentEvent(**fields)
+
+
+def test_it_is_an_incident_notifier() -> None:
+    default = PagerDutyNotifier(ROUTING_KEY)
+    assert isinstance(default, IncidentNotifier)
+    assert default.name == "pagerduty"
+    assert default.page_on_open == {"P0"}
+    assert PagerDutyNotifier(ROUTING_KEY, name="pagerduty-db").name == "pagerduty-db"
+
+
+@pytest.mark.parametrize("name", ["", "  ", None])
+def test_an_empty_name_is_refused(name: Any) -> None:
+    with pytest.raises(ConfigurationError, match="name"):
+        PagerDutyNotifier(ROUTING_KEY, name=name)
+
+
+@pytest.mark.parametrize("page_on_open", [["P0", "P9"], ["sev1"], [0], "P0", None])
+def test_a_bad_page_on_open_is_refused(page_on_open: Any) -> None:
+    with pytest.raises(ConfigurationError, match="page_on_open"):
+        PagerDutyNotifier(ROUTING_KEY, page_on_open=page_on_open)
+
+
+async def test_opened_p0_pages(pd: PagerDutyApi, sleeps: list[float]) -> None:
+    result = await notifier(pd, sleeps).notify(
+        event("opened", summary="error rate 12% since deploy v42", details={"alerts": 3})
+    )
+
+    assert result == {"dedup_key": "durable-ir:inc-20", "action": "trigger"}
+    [request] = pd.received
+    assert request["path"] == "/v2/enqueue"
+    assert request["body"] == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "trigger",
+        "dedup_key": "durable-ir:inc-20",
+        "payload": {
+            "summary": "checkout 5xx rate above 5%",
+            "source": "checkout",
+            "severity": "critical",
+            "timestamp": "2026-03-01T11:58:00+00:00",  # when it happened, not the clock
+            "custom_details": {
+                "incident_id": "inc-20",
+                "severity": "P0",
+                "alerts": 3,
+                "event": "opened",
+                "summary": "error rate 12% since deploy v42",
+            },
+        },
+    }
+    assert pd.open_alerts() == ["durable-ir:inc-20"]
+
+
+@pytest.mark.parametrize("severity", ["P1", "P2", "P3"])
+async def test_opened_below_p0_does_not_page(
+    pd: PagerDutyApi, sleeps: list[float], severity: str
+) -> None:
+    assert await notifier(pd, sleeps).notify(event("opened", severity=severity)) is None
+    assert pd.received == []
+
+
+async def test_page_on_open_chooses_the_severities_paged_on_open(
+    pd: PagerDutyApi, sleeps: list[float]
+) -> None:
+    n = notifier(pd, sleeps, page_on_open=["p0", "P1"])
+    for severity in ["P0", "P1", "P2"]:
+        await n.notify(event("opened", incident_id=f"inc-{severity}", severity=severity))
+    assert [e["dedup_key"] for e in pd.events()] == ["durable-ir:inc-P0", "durable-ir:inc-P1"]
+    assert [e["payload"]["severity"] for e in pd.events()] == ["critical", "error"]
+
+    never = notifier(pd, sleeps, page_on_open=())
+    assert await never.notify(event("opened", incident_id="inc-x")) is None
+    assert len(pd.received) == 2
+
+
+async def test_opened_with_an_unknown_severity_sends_nothing(
+    pd: PagerDutyApi, sleeps: list[float]
+) -> None:
+    with pytest.raises(InvalidInput, match="severity"):
+        await notifier(pd, sleeps).notify(event("opened", severity="SEV1"))
+    assert pd.received == []
+
+
+async def test_escalated_pages_with_the_reason(pd: PagerDutyApi, sleeps: list[float]) -> None:
+    result = await notifier(pd, sleeps).notify(
+        event(
+            "escalated",
+            severity="P2",
+            reason="approval expired after 15 min",
+            service=None,
+            details={"approval_id": "appr-1", "severity": "spoofed"},
+        )
+    )
+
+    assert result == {"dedup_key": "durable-ir:inc-20", "action": "trigger"}
+    [sent] = pd.events()
+    assert sent["event_action"] == "trigger"
+    assert sent["payload"]["summary"] == "checkout 5xx rate above 5%: approval expired after 15 min"
+    assert sent["payload"]["severity"] == "warning"
+    assert sent["payload"]["source"] == "durable-ir"
+    assert sent["payload"]["custom_details"] == {
+        "incident_id": "inc-20",
+        "severity": "P2",
+        "approval_id": "appr-1",
+        "event": "escalated",
+        "reason": "approval expired after 15 min",
+    }
+
+
+async def test_escalated_summary_is_truncated(pd: PagerDutyApi, sleeps: list[float]) -> None:
+    await notifier(pd, sleeps).notify(event("escalated", title="t" * 1000, reason="r" * 1000))
+    summary = pd.events()[0]["payload"]["summary"]
+    assert len(summary) == 1024
+    assert summary == ("t" * 1000 + ": " + "r" * 1000)[:1023] + "…"
+    assert pd.open_alerts() == ["durable-ir:inc-20"]
+
+
+async def test_escalated_without_a_title_names_the_incident(
+    pd: PagerDutyApi, sleeps: list[float]
+) -> None:
+    await notifier(pd, sleeps).notify(event("escalated", title="", reason=None))
+    assert pd.events()[0]["payload"]["summary"] == "incident inc-20"
+
+
+@pytest.mark.parametrize("paged_for", ["opened", "escalated"])
+async def test_resolved_resolves_after_a_page(
+    pd: PagerDutyApi, sleeps: list[float], paged_for: EventKind
+) -> None:
+    n = notifier(pd, sleeps)
+    paged = await n.notify(event(paged_for, reason="approval expired"))
+    assert paged is not None
+    result = await n.notify(event("resolved", earlier={paged_for: paged}))
+
+    assert result == {"dedup_key": "durable-ir:inc-20", "action": "resolve"}
+    assert pd.events()[1] == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "resolve",
+        "dedup_key": "durable-ir:inc-20",
+    }
+    assert pd.open_alerts() == []
+
+
+async def test_resolved_without_a_page_sends_nothing(pd: PagerDutyApi, sleeps: list[float]) -> None:
+    n = notifier(pd, sleeps)
+    assert await n.notify(event("resolved")) is None
+    earlier = {"approval_requested": {"ts": "1.2"}, "decided": {"ts": "1.3"}}
+    assert await n.notify(event("resolved", earlier=earlier)) is None
+    assert pd.received == []
+
+
+@pytest.mark.parametrize("kind", ["approval_requested", "decided"])
+async def test_approval_events_are_not_paged(
+    pd: PagerDutyApi, sleeps: list[float], kind: EventKind
+) -> None:
+    assert await notifier(pd, sleeps).notify(event(kind)) is None
+    assert pd.received == []
+
+
+async def test_send_once_pages_once_for_a_repeated_event(
+    pd: PagerDutyApi, sleeps: list[float]
+) -> None:
+    n = notifier(pd, sleeps)
+    escalated = event("escalated", reason="approval expired")
+    async with open_store("memory://") as store:
+        first = await send_once(store.ledger, n, escalated)
+        again = await send_once(store.ledger, n, escalated)  # e.g. the node re-ran
+
+        assert (first.error, first.repeated) == (None, False)
+        assert first.result == {"dedup_key": "durable-ir:inc-20", "action": "trigger"}
+        assert again.repeated and again.result == first.result
+        [row] = await store.ledger.list_notifications("inc-20")
+        assert (row.channel, row.kind, row.result) == ("pagerduty", "escalated", first.result)
+    assert len(pd.received) == 1
+
+
+async def test_send_once_resolves_what_it_escalated(pd: PagerDutyApi, sleeps: list[float]) -> None:
+    n = notifier(pd, sleeps)
+    async with open_store("memory://") as store:
+        await send_once(store.ledger, n, event("escalated", reason="approval expired"))
+        resolved = await send_once(store.ledger, n, event("resolved"))  # earlier from the ledger
+
+    assert resolved.result == {"dedup_key": "durable-ir:inc-20", "action": "resolve"}
+    assert [e["event_action"] for e in pd.events()] == ["trigger", "resolve"]
+    assert pd.open_alerts() == []
+
+
+async def test_send_once_does_not_resolve_what_it_did_not_page(
+    pd: PagerDutyApi, sleeps: list[float]
+) -> None:
+    n = notifier(pd, sleeps)
+    async with open_store("memory://") as store:
+        opened = await send_once(store.ledger, n, event("opened", severity="P2"))
+        resolved = await send_once(store.ledger, n, event("resolved", severity="P2"))
+        assert await store.ledger.list_notifications("inc-20") == []
+
+    assert opened.result is None and resolved.result is None
+    assert pd.received == []
+
+
+async def test_send_once_reports_a_refused_page_without_raising(
+    pd: PagerDutyApi, sleeps: list[float]
+) -> None:
+    n = notifier(pd, sleeps, routing_key="too-short")
+    escalated = event("escalated", reason="approval expired")
+    async with open_store("memory://") as store:
+        sent = await send_once(store.ledger, n, escalated)
+        assert await store.ledger.list_notifications("inc-20") == []
+
+    assert sent.result is None
+    assert sent.error is not None and "PagerDutyError" in sent.error and "400" in sent.error
+    assert len(pd.received) == 1

@@ -17,7 +17,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from durable_ir.approval.request import build_request
-from durable_ir.errors import InvalidInput
+from durable_ir.errors import ConfigurationError, InvalidInput
 from durable_ir.integrations.slack import (
     APPROVE_ACTION_ID,
     REJECT_ACTION_ID,
@@ -28,22 +28,33 @@ from durable_ir.integrations.slack import (
     approval_blocks,
     parse_interaction,
 )
+from durable_ir.notifications import EventKind, IncidentEvent, IncidentNotifier, send_once
+from durable_ir.persistence import open_store
 from durable_ir.records import ApprovalRecord, ApprovalStatus
 from support.local_http import LocalHttpServer, serving
 
 TS = "1700000000.000100"
+TS2 = "1700000000.000101"
+TS3 = "1700000000.000102"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_700_000_000
 
 
 class SlackApi(LocalHttpServer):
-    """Speaks the two Web API methods the notifier uses; records every request."""
+    """Speaks the two Web API methods the notifier uses; records every request. Each posted
+    message gets the next ``ts`` (the first is ``TS``), as Slack's are unique per channel."""
 
     def __init__(self) -> None:
         super().__init__(SlackHandler)
         self.requests: list[tuple[str, str | None, dict[str, Any]]] = []
         self.error: str | None = None
         self.lock = threading.Lock()
+        self.posted = 0
+
+    def next_ts(self) -> str:
+        with self.lock:
+            self.posted += 1
+            return f"1700000000.{99 + self.posted:06d}"
 
 
 class SlackHandler(BaseHTTPRequestHandler):
@@ -70,7 +81,7 @@ class SlackHandler(BaseHTTPRequestHandler):
             answer = {
                 "ok": True,
                 "channel": body.get("channel"),
-                "ts": body.get("ts", TS),
+                "ts": body.get("ts") or self.server.next_ts(),
                 "message": {"text": body.get("text"), "blocks": body.get("blocks", [])},
             }
         data = json.dumps(answer).encode()
@@ -227,6 +238,224 @@ async def test_unreachable_slack_is_a_slack_error() -> None:
     with pytest.raises(SlackError) as caught:
         await SlackNotifier(client, "C0INCIDENTS").post_update(TS, "x")
     assert caught.value.code == "request_failed"
+
+
+# --- As an IncidentNotifier ------------------------------------------------------------
+
+DECIDED_AT = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+
+
+def event(kind: EventKind, **changes: Any) -> IncidentEvent:
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "incident_id": "inc-42",
+        "severity": "P0",
+        "title": "checkout 5xx after deploy v42",
+        "at": datetime(2026, 1, 1, tzinfo=UTC),
+        "service": "checkout",
+    }
+    fields.update(changes)
+    return IncidentEvent(**fields)
+
+
+def approved() -> ApprovalRecord:
+    return record(
+        status=ApprovalStatus.APPROVED,
+        decided_by="alice",
+        decided_at=DECIDED_AT,
+        reason="rollback is safe",
+    )
+
+
+REQUESTED = {"approval_requested": {"ts": TS, "channel": "C0INCIDENTS", "approval_id": "appr-7"}}
+
+
+def test_it_is_an_incident_notifier() -> None:
+    client = AsyncWebClient(token="xoxb-test")
+    default = SlackNotifier(client, "C0INCIDENTS")
+    assert isinstance(default, IncidentNotifier)
+    assert default.name == "slack"
+    assert SlackNotifier(client, "C0INCIDENTS", name="slack-sre").name == "slack-sre"
+    with pytest.raises(ConfigurationError, match="name"):
+        SlackNotifier(client, "C0INCIDENTS", name="")
+
+
+async def test_approval_requested_posts_the_approval_message(slack: SlackApi) -> None:
+    result = await notifier(slack).notify(event("approval_requested", approval=record()))
+
+    assert result == {"ts": TS, "channel": "C0INCIDENTS", "approval_id": "appr-7"}
+    [(path, _, body)] = slack.requests
+    assert path == "/api/chat.postMessage"
+    assert body["channel"] == "C0INCIDENTS" and "thread_ts" not in body
+    assert [b["action_id"] for b in buttons(body["blocks"])] == [
+        APPROVE_ACTION_ID,
+        REJECT_ACTION_ID,
+    ]
+
+
+@pytest.mark.parametrize("kind", ["approval_requested", "decided"])
+async def test_an_approval_event_without_its_record_sends_nothing(
+    slack: SlackApi, kind: EventKind
+) -> None:
+    with pytest.raises(InvalidInput, match="approval"):
+        await notifier(slack).notify(event(kind, earlier=REQUESTED))
+    assert slack.requests == []
+
+
+async def test_decided_marks_the_approval_message_and_replies_in_its_thread(
+    slack: SlackApi,
+) -> None:
+    result = await notifier(slack).notify(event("decided", approval=approved(), earlier=REQUESTED))
+
+    assert result == {"ts": TS, "thread_ts": TS, "channel": "C0INCIDENTS"}
+    (update_path, _, update), (post_path, _, reply) = slack.requests
+    assert update_path == "/api/chat.update"
+    assert (update["channel"], update["ts"]) == ("C0INCIDENTS", TS)
+    assert buttons(update["blocks"]) == []
+    assert "Approved" in all_text(update["blocks"]) and "alice" in all_text(update["blocks"])
+    assert post_path == "/api/chat.postMessage"
+    assert reply["thread_ts"] == TS
+    assert reply["text"] == (
+        "✅ *Decision*: approved by alice at 2026-01-01T00:05:00+00:00: rollback is safe"
+    )
+
+
+async def test_decided_leaves_another_approvals_message_alone(slack: SlackApi) -> None:
+    earlier = {"approval_requested": {**REQUESTED["approval_requested"], "approval_id": "appr-6"}}
+    result = await notifier(slack).notify(event("decided", approval=approved(), earlier=earlier))
+
+    [(path, _, reply)] = slack.requests  # no chat.update of appr-6's message
+    assert path == "/api/chat.postMessage"
+    assert reply["thread_ts"] == TS
+    assert result is not None and result["thread_ts"] == TS
+
+
+async def test_decided_without_an_approval_message_posts_top_level(slack: SlackApi) -> None:
+    result = await notifier(slack).notify(event("decided", approval=approved()))
+
+    assert result == {"ts": TS, "channel": "C0INCIDENTS"}
+    [(path, _, body)] = slack.requests
+    assert path == "/api/chat.postMessage" and "thread_ts" not in body
+    assert "approved by alice" in body["text"]
+    assert "*P0* checkout 5xx after deploy v42 (incident `inc-42`" in body["text"]
+
+
+async def test_escalated_replies_in_the_approval_thread(slack: SlackApi) -> None:
+    result = await notifier(slack).notify(
+        event("escalated", reason="approval expired after 15 min", earlier=REQUESTED)
+    )
+
+    assert result == {"ts": TS, "thread_ts": TS, "channel": "C0INCIDENTS"}
+    [(path, _, body)] = slack.requests
+    assert path == "/api/chat.postMessage"
+    assert (body["channel"], body["thread_ts"]) == ("C0INCIDENTS", TS)
+    assert body["text"] == (
+        "🚨 *Escalated to on-call*: *P0* checkout 5xx after deploy v42 "
+        "(incident `inc-42`, service checkout)\n*Reason*: approval expired after 15 min"
+    )
+
+
+async def test_escalated_without_a_thread_posts_top_level_escaped(slack: SlackApi) -> None:
+    result = await notifier(slack).notify(
+        event(
+            "escalated",
+            severity="P1",
+            title="db <!channel> & replicas",
+            service=None,
+            summary="replication lag > 5 min",
+            reason="remediation failed: <@U123>",
+        )
+    )
+
+    assert result == {"ts": TS, "channel": "C0INCIDENTS"}
+    [(path, _, body)] = slack.requests
+    assert path == "/api/chat.postMessage" and "thread_ts" not in body
+    assert body["text"] == (
+        "🚨 *Escalated to on-call*: *P1* db &lt;!channel&gt; &amp; replicas "
+        "(incident `inc-42`)\n*Reason*: remediation failed: &lt;@U123&gt;\n"
+        "replication lag &gt; 5 min"
+    )
+
+
+async def test_resolved_replies_in_the_approval_thread(slack: SlackApi) -> None:
+    result = await notifier(slack).notify(
+        event("resolved", reason="rolled back to v41", earlier=REQUESTED)
+    )
+    assert result == {"ts": TS, "thread_ts": TS, "channel": "C0INCIDENTS"}
+    [(_, _, body)] = slack.requests
+    assert body["thread_ts"] == TS
+    assert body["text"].startswith("✅ *Resolved*: *P0* checkout 5xx after deploy v42")
+    assert "rolled back to v41" in body["text"]
+
+
+async def test_resolved_threads_under_a_top_level_escalation(slack: SlackApi) -> None:
+    n = notifier(slack)
+    escalated = await n.notify(event("escalated", reason="approval expired"))
+    assert escalated == {"ts": TS, "channel": "C0INCIDENTS"}
+    resolved = await n.notify(event("resolved", earlier={"escalated": escalated}))
+
+    assert resolved == {"ts": TS2, "thread_ts": TS, "channel": "C0INCIDENTS"}
+    assert slack.requests[1][2]["thread_ts"] == TS
+
+
+async def test_opened_posts_nothing(slack: SlackApi) -> None:
+    assert await notifier(slack).notify(event("opened")) is None
+    assert slack.requests == []
+
+
+async def test_a_slack_error_propagates_from_notify(slack: SlackApi) -> None:
+    slack.error = "not_in_channel"
+    with pytest.raises(SlackError) as caught:
+        await notifier(slack).notify(event("escalated"))
+    assert caught.value.code == "not_in_channel"
+
+
+async def test_send_once_posts_the_approval_once(slack: SlackApi) -> None:
+    n = notifier(slack)
+    requested = event("approval_requested", approval=record())
+    async with open_store("memory://") as store:
+        first = await send_once(store.ledger, n, requested)
+        again = await send_once(store.ledger, n, requested)  # the approval node re-ran
+
+    assert first.result == {"ts": TS, "channel": "C0INCIDENTS", "approval_id": "appr-7"}
+    assert again.repeated and again.result == first.result
+    assert len(slack.requests) == 1
+
+
+async def test_send_once_threads_the_incident_under_its_approval(slack: SlackApi) -> None:
+    n = notifier(slack)
+    steps: list[tuple[int, EventKind, dict[str, Any]]] = [
+        (0, "approval_requested", {"approval": record()}),
+        (5, "decided", {"approval": approved()}),
+        (9, "escalated", {"reason": "remediation failed"}),
+        (30, "resolved", {"reason": "fixed by hand"}),
+    ]
+    async with open_store("memory://") as store:
+        for minute, kind, changes in steps:
+            at = datetime(2026, 1, 1, 0, minute, tzinfo=UTC)
+            sent = await send_once(store.ledger, n, event(kind, at=at, **changes))
+            assert sent.error is None
+        rows = await store.ledger.list_notifications("inc-42")
+
+    paths = [path for path, _, _ in slack.requests]
+    assert paths == ["/api/chat.postMessage", "/api/chat.update"] + ["/api/chat.postMessage"] * 3
+    assert slack.requests[1][2]["ts"] == TS
+    assert [body.get("thread_ts") for _, _, body in slack.requests] == [None, None, TS, TS, TS]
+    assert [(row.kind, row.result["ts"]) for row in rows] == [
+        ("approval_requested", TS),
+        ("decided", TS2),
+        ("escalated", TS3),
+        ("resolved", "1700000000.000103"),
+    ]
+
+
+async def test_send_once_reports_a_slack_outage_without_raising(slack: SlackApi) -> None:
+    slack.error = "ratelimited"
+    async with open_store("memory://") as store:
+        sent = await send_once(store.ledger, notifier(slack), event("escalated"))
+        assert await store.ledger.list_notifications("inc-42") == []
+    assert sent.result is None
+    assert sent.error is not None and "ratelimited" in sent.error
 
 
 # --- Interactivity -----------------------------------------------------------------------

@@ -18,6 +18,12 @@ incident by POSTing events to ``/v2/enqueue``. Guarantees:
   and is never retried: the same event would be refused again.
 - The summary is truncated to PagerDuty's 1024 characters (ending in ``…``).
 
+It is also an :class:`~durable_ir.notifications.IncidentNotifier` (``name`` ``"pagerduty"``),
+so incident graph nodes can page through :func:`~durable_ir.notifications.send_once`:
+``opened`` triggers only for the severities in ``page_on_open`` (P0 by default),
+``escalated`` always triggers, ``resolved`` resolves only if this channel triggered for the
+incident (its ``earlier`` holds ``opened`` or ``escalated``); approvals are not paged.
+
 Example:
     >>> dedup_key("inc-42")
     'durable-ir:inc-42'
@@ -28,6 +34,8 @@ Example:
     True
     >>> PagerDutyNotifier("routing-key").severity_for("p0")
     'critical'
+    >>> sorted(PagerDutyNotifier("routing-key", page_on_open=["p0", "P1"]).page_on_open)
+    ['P0', 'P1']
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import asyncio
 import email.utils
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -44,9 +52,11 @@ import httpx
 
 from durable_ir.clock import Clock, system_clock
 from durable_ir.errors import ConfigurationError, DurableIRError, InvalidInput
+from durable_ir.notifications import IncidentEvent
 from durable_ir.severity import SEVERITIES, Severity, parse_severity
 
 __all__ = [
+    "DEFAULT_PAGE_ON_OPEN",
     "DEFAULT_SEVERITY_MAP",
     "PAGERDUTY_SEVERITIES",
     "PagerDutyError",
@@ -72,6 +82,8 @@ DEFAULT_SEVERITY_MAP: Final[Mapping[Severity, PagerDutySeverity]] = {
 }
 MAX_SUMMARY: Final = 1024
 MAX_DEDUP_KEY: Final = 255
+DEFAULT_PAGE_ON_OPEN: Final[tuple[Severity, ...]] = ("P0",)
+_DEFAULT_SOURCE: Final = "durable-ir"
 _PREFIX: Final = "durable-ir:"
 
 EventAction = Literal["trigger", "acknowledge", "resolve"]
@@ -123,6 +135,17 @@ def _validated_map(severity_map: Mapping[str, str]) -> dict[Severity, PagerDutyS
     return result
 
 
+def _validated_page_on_open(page_on_open: Collection[str]) -> frozenset[Severity]:
+    if isinstance(page_on_open, str) or not isinstance(page_on_open, Collection):
+        raise ConfigurationError(
+            f"page_on_open must be a collection of severities, got {page_on_open!r}"
+        )
+    try:
+        return frozenset(parse_severity(s) for s in page_on_open)
+    except InvalidInput as exc:
+        raise ConfigurationError(f"page_on_open: {exc}") from None
+
+
 def _truncate(summary: str) -> str:
     return summary if len(summary) <= MAX_SUMMARY else summary[: MAX_SUMMARY - 1] + "…"
 
@@ -161,7 +184,14 @@ class PagerDutyNotifier:
     P0–P3. Pass ``client`` to share an ``httpx.AsyncClient`` (its lifetime stays
     yours); without one, each event uses a short-lived client. ``sleep`` and ``clock`` are
     injectable for tests.
+
+    As an :class:`~durable_ir.notifications.IncidentNotifier`, ``name`` (default
+    ``"pagerduty"``) keys its rows in the outbox, and ``page_on_open`` lists the severities
+    (default only ``P0``) paged as soon as an incident is opened; the others page when
+    escalated.
     """
+
+    name: str = "pagerduty"
 
     def __init__(
         self,
@@ -176,6 +206,8 @@ class PagerDutyNotifier:
         timeout: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Clock = system_clock,
+        name: str = "pagerduty",
+        page_on_open: Collection[str] = DEFAULT_PAGE_ON_OPEN,
     ) -> None:
         if not isinstance(routing_key, str) or not routing_key.strip():
             raise ConfigurationError("PagerDuty routing_key must be a non-empty string")
@@ -183,11 +215,15 @@ class PagerDutyNotifier:
             raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be an int ≥ 0, got {max_retries!r}")
-        for name, value in (("backoff", backoff), ("max_delay", max_delay)):
+        for option, value in (("backoff", backoff), ("max_delay", max_delay)):
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigurationError(f"{name} must be a number ≥ 0, got {value!r}")
+                raise ConfigurationError(f"{option} must be a number ≥ 0, got {value!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigurationError(f"timeout must be a number > 0, got {timeout!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.page_on_open = _validated_page_on_open(page_on_open)
         self.routing_key = routing_key
         self.url = base_url.rstrip("/") + "/v2/enqueue"
         self.severity_map = (
@@ -213,9 +249,10 @@ class PagerDutyNotifier:
         source: str,
         *,
         details: Mapping[str, Any] | None = None,
+        timestamp: datetime | None = None,
     ) -> str:
         """Open (or, if already open, update) the incident's PagerDuty alert; return its
-        ``dedup_key``."""
+        ``dedup_key``. ``timestamp`` is when it happened (default: now, by ``clock``)."""
         if not isinstance(summary, str) or not summary.strip():
             raise InvalidInput("a PagerDuty summary must be a non-empty string")
         if not isinstance(source, str) or not source.strip():
@@ -226,7 +263,7 @@ class PagerDutyNotifier:
             "summary": _truncate(summary),
             "source": source,
             "severity": self.severity_for(severity),
-            "timestamp": self._clock().isoformat(),
+            "timestamp": (self._clock() if timestamp is None else timestamp).isoformat(),
             "custom_details": custom,
         }
         return await self._send("trigger", incident_id, payload)
@@ -238,6 +275,50 @@ class PagerDutyNotifier:
     async def resolve(self, incident_id: str) -> str:
         """Resolve the incident's PagerDuty alert; return its ``dedup_key``."""
         return await self._send("resolve", incident_id, None)
+
+    async def notify(self, event: IncidentEvent) -> dict[str, Any] | None:
+        """Page for ``event`` as an :class:`~durable_ir.notifications.IncidentNotifier`.
+
+        - ``opened``: trigger if ``event.severity`` is in ``page_on_open``, else nothing;
+        - ``escalated``: trigger, the summary being the title and the reason;
+        - ``resolved``: resolve, if this channel triggered for the incident (``event.earlier``
+          holds ``opened`` or ``escalated``), else nothing;
+        - ``approval_requested``, ``decided``: nothing (chat channels carry approvals).
+
+        The alert's source is ``event.service`` (else ``"durable-ir"``); its custom details
+        hold ``event.details``, the incident summary and the reason. Returns
+        ``{"dedup_key": …, "action": "trigger" | "resolve"}``, or ``None`` when nothing was
+        sent. Raises :class:`PagerDutyError` as :meth:`trigger` and :meth:`resolve` do, and
+        :class:`~durable_ir.errors.InvalidInput` for an unknown severity.
+        """
+        if event.kind == "resolved":
+            if "opened" not in event.earlier and "escalated" not in event.earlier:
+                return None
+            return {"dedup_key": await self.resolve(event.incident_id), "action": "resolve"}
+        if event.kind == "opened":
+            if parse_severity(event.severity) not in self.page_on_open:
+                return None
+        elif event.kind != "escalated":
+            return None
+        title = event.title.strip() or f"incident {event.incident_id}"
+        summary = f"{title}: {event.reason}" if event.reason else title
+        details: dict[str, Any] = {
+            k: v for k, v in event.details.items() if k not in ("incident_id", "severity")
+        }
+        details["event"] = event.kind
+        if event.summary:
+            details["summary"] = event.summary
+        if event.reason:
+            details["reason"] = event.reason
+        key = await self.trigger(
+            event.incident_id,
+            summary,
+            event.severity,
+            (event.service or "").strip() or _DEFAULT_SOURCE,
+            details=details,
+            timestamp=event.at,
+        )
+        return {"dedup_key": key, "action": "trigger"}
 
     async def _send(
         self, action: EventAction, incident_id: str, payload: dict[str, Any] | None

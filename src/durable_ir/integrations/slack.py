@@ -9,7 +9,9 @@ Uses the official ``slack-sdk`` (the ``slack`` extra installs it with ``aiohttp`
   and replaces the buttons with the decision once one is recorded (``chat.update``). Slack
   API and transport errors become :class:`SlackError` with Slack's error code. Posting is
   not idempotent: call it from a node whose re-run cannot post twice, and keep the returned
-  ``ts``.
+  ``ts``. It is also an :class:`~durable_ir.notifications.IncidentNotifier` (``name``
+  ``"slack"``): through :func:`~durable_ir.notifications.send_once`, it posts approval
+  requests, marks them decided, and threads escalations and resolutions under them.
 - :func:`parse_interaction` verifies an interactivity request's signature and timestamp and
   parses the button click into a :class:`SlackDecisionRequest`. It decides nothing: the
   service maps the Slack user to an approver identity and calls ``Runtime.decide``.
@@ -54,6 +56,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from durable_ir.errors import ConfigurationError, DurableIRError, InvalidInput
+from durable_ir.notifications import IncidentEvent
 from durable_ir.records import ApprovalRecord, ApprovalStatus
 
 __all__ = [
@@ -85,6 +88,7 @@ _SECTION_MAX: Final = 3000  # text in a section block
 _BUTTON_VALUE_MAX: Final = 2000
 _ID_MAX: Final = 256
 _MAX_STEPS: Final = 20
+_TEXT_MAX: Final = 3000  # keep messages readable; Slack truncates text past 40,000
 
 
 class SlackError(DurableIRError):
@@ -235,6 +239,12 @@ def approval_blocks(record: ApprovalRecord) -> list[dict[str, Any]]:
     ]
 
 
+def _approval_of(event: IncidentEvent) -> ApprovalRecord:
+    if event.approval is None:
+        raise InvalidInput(f"a {event.kind!r} event must carry its approval record")
+    return event.approval
+
+
 def _fallback_text(record: ApprovalRecord) -> str:
     return _escape(
         f"Approval needed for incident {record.incident_id} ({record.severity}), "
@@ -242,22 +252,127 @@ def _fallback_text(record: ApprovalRecord) -> str:
     )
 
 
+def _incident_line(event: IncidentEvent) -> str:
+    title = event.title.strip() or "(untitled)"
+    line = f"*{event.severity}* {title} (incident `{event.incident_id}`"
+    if event.service:
+        line += f", service {event.service}"
+    return line + ")"
+
+
+def _event_text(event: IncidentEvent, *, in_thread: bool) -> str:
+    """The message for an escalation or resolution; a top-level one also carries the
+    incident's summary, as nothing above it does."""
+    if event.kind == "escalated":
+        text = f"🚨 *Escalated to on-call*: {_incident_line(event)}"
+    else:
+        text = f"✅ *Resolved*: {_incident_line(event)}"
+    if event.reason:
+        text += f"\n*Reason*: {event.reason}"
+    if event.summary and not in_thread:
+        text += f"\n{event.summary}"
+    return _truncate(text, _TEXT_MAX)
+
+
+def _decision_text(record: ApprovalRecord) -> str:
+    icon = {"approved": "✅", "rejected": "❌", "expired": "⌛"}.get(record.status.value, "•")
+    text = f"{icon} *Decision*: {record.describe()}"
+    if record.reason:
+        text += f": {record.reason}"
+    return text
+
+
+def _thread_root(earlier: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The ``ts`` of the incident's thread: the approval request's, else a top-level
+    escalation's (a reply's result carries its ``thread_ts``)."""
+    for kind in ("approval_requested", "escalated"):
+        result = earlier.get(kind)
+        if not isinstance(result, Mapping):
+            continue
+        root = result.get("thread_ts") or result.get("ts")
+        if isinstance(root, str) and root:
+            return root
+    return None
+
+
 class SlackNotifier:
     """Posts approval requests to one channel and keeps their threads up to date.
 
-    Pass the channel's ID (``C…``), not its name: ``chat.update`` accepts only IDs.
+    Pass the channel's ID (``C…``), not its name: ``chat.update`` accepts only IDs. ``name``
+    (default ``"slack"``) keys this channel's rows in the notification outbox when it is used
+    as an :class:`~durable_ir.notifications.IncidentNotifier`; give each of several Slack
+    notifiers its own.
 
     Example:
         >>> notifier = SlackNotifier(AsyncWebClient(token="xoxb-test"), "C0123")
-        >>> notifier.channel
-        'C0123'
+        >>> notifier.channel, notifier.name
+        ('C0123', 'slack')
     """
 
-    def __init__(self, client: AsyncWebClient, channel: str) -> None:
+    name: str = "slack"
+
+    def __init__(self, client: AsyncWebClient, channel: str, *, name: str = "slack") -> None:
         if not channel:
             raise ConfigurationError("SlackNotifier needs a channel ID")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
         self.client = client
         self.channel = channel
+        self.name = name
+
+    async def notify(self, event: IncidentEvent) -> dict[str, Any] | None:
+        """Post what Slack shows for ``event``, as an
+        :class:`~durable_ir.notifications.IncidentNotifier`.
+
+        - ``approval_requested``: the approval message (:meth:`post_approval` with
+          ``event.approval``) → ``{"ts", "channel", "approval_id"}``;
+        - ``decided``: replace that message's buttons with the decision (:meth:`mark_decided`)
+          and say so in its thread → ``{"ts", "thread_ts", "channel"}``. Without an approval
+          message for this approval in ``event.earlier``, the decision is posted in the
+          incident's thread, or top level if there is none;
+        - ``escalated``, ``resolved``: severity, title, incident and reason, in the incident's
+          thread (under the approval message, else under a top-level escalation), or top
+          level if there is none → ``{"ts", "channel"}`` (and ``"thread_ts"`` for a reply);
+        - ``opened``: nothing (``None``).
+
+        Raises :class:`SlackError` when Slack refuses or cannot be reached, and
+        :class:`~durable_ir.errors.InvalidInput` when an approval event carries no approval.
+        """
+        if event.kind == "opened":
+            return None
+        if event.kind == "approval_requested":
+            record = _approval_of(event)
+            ts = await self.post_approval(record)
+            return {"ts": ts, "channel": self.channel, "approval_id": record.approval_id}
+        thread = _thread_root(event.earlier)
+        if event.kind == "decided":
+            record = _approval_of(event)
+            requested = event.earlier.get("approval_requested") or {}
+            message = requested.get("ts")
+            # earlier holds the incident's latest approval message: only mark it decided if
+            # it is this approval's (or predates approval_id in the result).
+            if (
+                isinstance(message, str)
+                and message
+                and requested.get("approval_id", record.approval_id) == record.approval_id
+            ):
+                await self.mark_decided(message, record)
+            text = _decision_text(record)
+            if thread is None:
+                text = f"{text} — {_incident_line(event)}"
+        elif event.kind in ("escalated", "resolved"):
+            text = _event_text(event, in_thread=thread is not None)
+        else:
+            return None
+        if thread is None:
+            return {"ts": await self.post_message(text), "channel": self.channel}
+        reply = await self.post_update(thread, text)
+        return {"ts": reply, "thread_ts": thread, "channel": self.channel}
+
+    async def post_message(self, text: str) -> str:
+        """Post a top-level message; returns its ``ts``. ``text`` is escaped as in
+        :meth:`post_update`."""
+        return await self._post(text, None)
 
     async def post_approval(self, record: ApprovalRecord) -> str:
         """Post the approval message; returns its ``ts`` (the thread to reply in)."""
@@ -272,14 +387,22 @@ class SlackNotifier:
             raise SlackError("chat.postMessage answered without a message ts", code="no_ts")
         return ts
 
-    async def post_update(self, thread_ts: str, text: str) -> None:
-        """Reply in the approval's thread. ``text`` is escaped; ``*bold*`` etc. still work."""
-        await self._call(
-            "chat.postMessage",
-            lambda: self.client.chat_postMessage(
-                channel=self.channel, thread_ts=thread_ts, text=_escape(text)
-            ),
+    async def post_update(self, thread_ts: str, text: str) -> str:
+        """Reply in the approval's thread; returns the reply's ``ts``. ``text`` is escaped;
+        ``*bold*`` etc. still work."""
+        return await self._post(text, thread_ts)
+
+    async def _post(self, text: str, thread_ts: str | None) -> str:
+        message: dict[str, Any] = {"channel": self.channel, "text": _escape(text)}
+        if thread_ts is not None:
+            message["thread_ts"] = thread_ts
+        response = await self._call(
+            "chat.postMessage", lambda: self.client.chat_postMessage(**message)
         )
+        ts = response.get("ts")
+        if not isinstance(ts, str) or not ts:
+            raise SlackError("chat.postMessage answered without a message ts", code="no_ts")
+        return ts
 
     async def mark_decided(self, ts: str, record: ApprovalRecord) -> None:
         """Replace the buttons of message ``ts`` with who decided what, and when.

@@ -1,0 +1,175 @@
+"""Notifying people about an incident — paging, chat — from graph nodes, at most once each.
+
+A node can run more than once: the approval node re-runs from its first line when resumed, and
+a node that was running when its process died runs again on recovery. So a node never calls a
+channel directly; it calls :func:`send_once`, which looks the notification up in the ledger's
+outbox (keyed by incident, channel, event and approval), sends only if it is not there, and
+records what the channel answered.
+
+The one window left is a crash after the channel accepted a message and before the outbox row
+was written: the re-run sends it again. PagerDuty folds that repeat into the same alert (its
+``dedup_key`` is derived from the incident); a chat message can appear twice. Failures of a
+channel are logged and returned, never raised: a Slack outage must not stop remediation, and
+PagerDuty's own retries have already run.
+
+Example:
+    >>> import asyncio
+    >>> from datetime import UTC, datetime
+    >>> from durable_ir.ledger import MemoryLedger
+    >>> class Printer:
+    ...     name = "printer"
+    ...     async def notify(self, event):
+    ...         print(event.kind, event.incident_id)
+    ...         return {"printed": True}
+    >>> event = IncidentEvent(kind="escalated", incident_id="inc-1", severity="P1",
+    ...                       title="checkout 5xx", at=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> ledger = MemoryLedger()
+    >>> asyncio.run(send_once(ledger, Printer(), event))
+    escalated inc-1
+    Sent(channel='printer', kind='escalated', result={'printed': True}, error=None, repeated=False)
+    >>> asyncio.run(send_once(ledger, Printer(), event)).repeated
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from durable_ir.ledger.base import ApprovalLedger
+from durable_ir.records import ApprovalRecord, NotificationRecord
+
+__all__ = [
+    "EventKind",
+    "IncidentEvent",
+    "IncidentNotifier",
+    "Sent",
+    "notification_key",
+    "send_once",
+]
+
+log = logging.getLogger("durable_ir.notifications")
+
+EventKind = Literal["opened", "approval_requested", "decided", "escalated", "resolved"]
+"""What happened: an incident was opened (after triage), asked for approval, was decided on,
+was escalated to humans, or was resolved."""
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """One thing that happened to an incident, as channels are told about it.
+
+    ``earlier`` holds what this channel answered to its earlier notifications on the incident,
+    by event kind (e.g. ``{"approval_requested": {"ts": "1712.0001"}}``), so a channel can
+    thread updates under its first message or resolve the alert it raised.
+    """
+
+    kind: EventKind
+    incident_id: str
+    severity: str
+    title: str
+    at: datetime
+    service: str | None = None
+    summary: str = ""
+    reason: str | None = None
+    approval: ApprovalRecord | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    earlier: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class IncidentNotifier(Protocol):
+    """A channel: PagerDuty, Slack, or your own.
+
+    ``name`` identifies the channel in the outbox (keep it stable across deploys).
+    ``notify`` returns what the channel answered (JSON-ready), or ``None`` when this channel
+    has nothing to send for the event.
+    """
+
+    name: str
+
+    async def notify(self, event: IncidentEvent) -> dict[str, Any] | None:
+        """Send what this channel sends for ``event``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What :func:`send_once` did for one channel."""
+
+    channel: str
+    kind: str
+    result: dict[str, Any] | None
+    error: str | None = None
+    repeated: bool = False
+    """True when the outbox already held this notification, so nothing was sent now."""
+
+
+def notification_key(event: IncidentEvent, channel: str) -> str:
+    """The outbox key of ``event`` on ``channel``: one per incident, channel, kind and
+    approval (an incident may ask for approval, and be decided on, more than once)."""
+    key = f"{event.incident_id}|{channel}|{event.kind}"
+    if event.approval is not None and event.kind in ("approval_requested", "decided"):
+        key += f"|{event.approval.approval_id}"
+    return key
+
+
+async def send_once(
+    ledger: ApprovalLedger, notifier: IncidentNotifier, event: IncidentEvent
+) -> Sent:
+    """Send ``event`` on ``notifier`` unless the outbox shows it was sent; record the answer."""
+    key = notification_key(event, notifier.name)
+    done = await ledger.get_notification(key)
+    if done is not None:
+        return Sent(notifier.name, event.kind, done.result, repeated=True)
+    earlier = {
+        row.kind: row.result
+        for row in await ledger.list_notifications(event.incident_id)
+        if row.channel == notifier.name
+    }
+    if earlier:
+        event = _with_earlier(event, earlier)
+    try:
+        result = await notifier.notify(event)
+    except Exception as exc:  # a channel outage must not stop the incident
+        error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "%s notification %r for incident %s failed: %s",
+            notifier.name,
+            event.kind,
+            event.incident_id,
+            error,
+        )
+        return Sent(notifier.name, event.kind, None, error=error)
+    if result is None:
+        return Sent(notifier.name, event.kind, None)
+    stored = await ledger.record_notification(
+        NotificationRecord(
+            key=key,
+            incident_id=event.incident_id,
+            kind=event.kind,
+            channel=notifier.name,
+            sent_at=event.at,
+            result=dict(result),
+        )
+    )
+    return Sent(notifier.name, event.kind, stored.result)
+
+
+def _with_earlier(event: IncidentEvent, earlier: dict[str, dict[str, Any]]) -> IncidentEvent:
+    return IncidentEvent(
+        kind=event.kind,
+        incident_id=event.incident_id,
+        severity=event.severity,
+        title=event.title,
+        at=event.at,
+        service=event.service,
+        summary=event.summary,
+        reason=event.reason,
+        approval=event.approval,
+        details=event.details,
+        earlier={**earlier, **event.earlier},
+    )
