@@ -8,10 +8,17 @@ from typing import Any
 import pytest
 
 from durable_ir import ConfigurationError, Edit, InvalidDecision, approval_node, open_runtime
-from durable_ir.remediation import AllowList, RemediationPlan, SimulatedExecutor, StepAction
+from durable_ir.remediation import (
+    AllowList,
+    RemediationPlan,
+    SimulatedExecutor,
+    StepAction,
+    StepContext,
+)
 from durable_ir.simulation import SimulatedEnvironment
 from support.graphs import build_graph
 
+CTX = StepContext(incident_id="inc-1", alert={}, number=1)
 ALLOW = AllowList({"restart": "low", "rollback": "medium", "scale": "medium"})
 
 
@@ -106,17 +113,17 @@ async def test_dry_run_changes_nothing_and_the_right_action_heals() -> None:
     executor = SimulatedExecutor(env)
     assert not env.health(alerting).healthy
 
-    preview = await executor.dry_run(StepAction(action="rollback", target=faulty))
+    preview = await executor.dry_run(StepAction(action="rollback", target=faulty), CTX)
     assert preview.ok and preview.detail == f"would rollback {faulty}"
     env.advance(timedelta(minutes=30))
     assert not env.health(alerting).healthy  # a preview fixed nothing
 
-    wrong = await executor.apply(StepAction(action="restart", target=faulty))
+    wrong = await executor.apply(StepAction(action="restart", target=faulty), CTX)
     assert wrong.ok
     env.advance(timedelta(minutes=30))
     assert not env.health(alerting).healthy  # restarting does not undo a bad deploy
 
-    right = await executor.apply(StepAction(action="rollback", target=faulty))
+    right = await executor.apply(StepAction(action="rollback", target=faulty), CTX)
     assert right.ok and "rollback" in right.detail
     env.advance(timedelta(minutes=30))
     assert env.health(alerting).healthy
@@ -124,7 +131,7 @@ async def test_dry_run_changes_nothing_and_the_right_action_heals() -> None:
 
 async def test_executor_failures_are_results_not_crashes() -> None:
     executor = SimulatedExecutor(SimulatedEnvironment("disk_full", seed=0))
-    unknown_action = await executor.dry_run(StepAction(action="teleport", target="checkout"))
+    unknown_action = await executor.dry_run(StepAction(action="teleport", target="checkout"), CTX)
     assert not unknown_action.ok and "cannot 'teleport'" in unknown_action.detail
-    unknown_target = await executor.apply(StepAction(action="restart", target="mainframe"))
+    unknown_target = await executor.apply(StepAction(action="restart", target="mainframe"), CTX)
     assert not unknown_target.ok and "failed" in unknown_target.detail

@@ -7,7 +7,15 @@ Example:
 """
 
 from durable_ir.remediation.allow_list import AllowList
-from durable_ir.remediation.executor import Executor, SimulatedExecutor, StepResult
+from durable_ir.remediation.executor import (
+    Executor,
+    SimulatedExecutor,
+    StepContext,
+    StepResult,
+    Verification,
+    VerificationContext,
+    Verifier,
+)
 from durable_ir.remediation.plan import RISKS, RemediationPlan, RemediationStep, Risk, StepAction
 
 __all__ = [
@@ -19,5 +27,9 @@ __all__ = [
     "Risk",
     "SimulatedExecutor",
     "StepAction",
+    "StepContext",
     "StepResult",
+    "Verification",
+    "VerificationContext",
+    "Verifier",
 ]

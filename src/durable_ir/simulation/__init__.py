@@ -1,6 +1,7 @@
 """A simulated production environment for demos, tests and evaluating analyzers: services
 with metrics, logs, a change history and events, one injected fault per scenario, and
-remediation actions that really change what happens next.
+remediation actions that really change what happens next — and a fleet of them, one per
+incident, each found again from its alert.
 
 Example:
     >>> env = SimulatedEnvironment("bad_deploy", seed=1)
@@ -11,6 +12,7 @@ Example:
 """
 
 from durable_ir.simulation.environment import ACTIONS, SimulatedEnvironment
+from durable_ir.simulation.fleet import SIMULATED_ACTION_RISKS, SimulatedFleet, simulated_allow_list
 from durable_ir.simulation.records import (
     Change,
     Event,
@@ -25,6 +27,7 @@ from durable_ir.simulation.scenarios import SCENARIOS
 __all__ = [
     "ACTIONS",
     "SCENARIOS",
+    "SIMULATED_ACTION_RISKS",
     "Change",
     "Event",
     "GroundTruth",
@@ -32,5 +35,7 @@ __all__ = [
     "LogCount",
     "Remediation",
     "SimulatedEnvironment",
+    "SimulatedFleet",
     "Slowdown",
+    "simulated_allow_list",
 ]
