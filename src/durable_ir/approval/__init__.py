@@ -8,14 +8,25 @@ Example:
     'remediation'
 """
 
-from durable_ir.approval.node import ApprovalNode, ApprovalRoute, PlanValidator, approval_node
+from durable_ir.approval.node import (
+    ApprovalNode,
+    ApprovalRoute,
+    PlanValidator,
+    RequestHook,
+    approval_node,
+)
+from durable_ir.approval.policy import AUTO_APPROVE_IDENTITY, AutoApprove, AutoApprovePolicy
 from durable_ir.approval.request import ApprovalRequest, build_request
 
 __all__ = [
+    "AUTO_APPROVE_IDENTITY",
     "ApprovalNode",
     "ApprovalRequest",
     "ApprovalRoute",
+    "AutoApprove",
+    "AutoApprovePolicy",
     "PlanValidator",
+    "RequestHook",
     "approval_node",
     "build_request",
 ]

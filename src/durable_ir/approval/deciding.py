@@ -31,6 +31,8 @@ __all__ = ["Decider", "DecisionResult", "validate_incident_id"]
 log = logging.getLogger("durable_ir.approval")
 
 MAX_INCIDENT_ID_CHARS = 256
+PAUSED_KEY = "__interrupt__"
+"""The key LangGraph's ``ainvoke`` output carries when the run paused on ``interrupt()``."""
 
 
 def validate_incident_id(incident_id: object) -> str:
@@ -173,7 +175,8 @@ class Decider:
         ran = waiting or stalled
         if ran:
             try:
-                await graph.compiled.ainvoke(run_input, config, durability="sync")
+                result = await graph.compiled.ainvoke(run_input, config, durability="sync")
+                await self.close_if_ended(current.incident_id, result)
             except Exception:
                 after = await graph.compiled.aget_state(config)
                 if not any(i.id == current.approval_id for i in after.interrupts):
@@ -189,6 +192,17 @@ class Decider:
             "" if ran else ": the graph had already moved past it",
         )
         return ran
+
+    async def close_if_ended(self, incident_id: str, result: Any) -> None:
+        """Close the incident in the index if the run that returned ``result`` ended it (a run
+        that paused carries ``__interrupt__``)."""
+        if not isinstance(result, dict) or PAUSED_KEY in result:
+            return
+        outcome = result.get("outcome")
+        status = outcome.get("status") if isinstance(outcome, dict) else None
+        await self._store.ledger.close_incident(
+            incident_id, str(status or "finished"), self._clock()
+        )
 
     async def apply_recorded(self, incident_id: str) -> int:
         """Apply every recorded-but-unapplied decision of one incident; caller holds its lock."""

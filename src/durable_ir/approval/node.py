@@ -13,7 +13,7 @@ row still pending, raises ``DecisionNotRecorded``, and the incident stays waitin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphInterrupt
 from langgraph.types import Interrupt, interrupt
 
+from durable_ir.approval.policy import AUTO_APPROVE_IDENTITY, AutoApprovePolicy
 from durable_ir.approval.request import (
     DEFAULT_ACTION_NAME,
     ReviewDecision,
@@ -35,16 +36,27 @@ from durable_ir.errors import (
     InvalidDecision,
     InvalidInput,
 )
+from durable_ir.ledger.base import DecisionWrite
 from durable_ir.records import ApprovalRecord, ApprovalStatus, NewApproval
-from durable_ir.services import services_from
+from durable_ir.services import NodeServices, services_from
 from durable_ir.severity import parse_severity
 from durable_ir.sla import SlaPolicy
 
-__all__ = ["ApprovalNode", "ApprovalRoute", "PlanValidator", "approval_node"]
+__all__ = [
+    "ApprovalNode",
+    "ApprovalRoute",
+    "PlanValidator",
+    "RequestHook",
+    "approval_node",
+]
 
 ApprovalRoute = Literal["approved", "rejected", "expired"]
 PlanValidator = Callable[[Any], Any]
 """Returns the (possibly normalised) plan, or raises ``ValueError``/``InvalidInput``."""
+RequestHook = Callable[[ApprovalRecord, Any, RunnableConfig], Awaitable[None]]
+"""``on_request(record, state, config)``: called on every run of the node while the request
+is pending, just before it pauses — so it must be idempotent; send notifications through
+:func:`durable_ir.notifications.send_once`."""
 
 
 def _read(state: Any, key: str) -> Any:
@@ -64,6 +76,12 @@ class ApprovalNode:
     The deadline comes from ``sla`` (this graph's policy) or else the runtime's policy, by
     severity; a positive number of seconds in ``state[window_key]`` overrides the window for one
     incident.
+
+    ``context_keys`` name state keys shown to the approver next to the plan (e.g. the dry-run
+    results). ``auto_approve`` is a policy (see :class:`~durable_ir.approval.AutoApprove`) that
+    may approve a plan without a human; its decision is recorded in the ledger like any other.
+    ``on_request`` is told about the pending request before each pause (see
+    :data:`RequestHook`).
     """
 
     def __init__(
@@ -79,6 +97,9 @@ class ApprovalNode:
         default_severity: str = "P2",
         sla: SlaPolicy | None = None,
         window_key: str | None = "approval_window_s",
+        context_keys: Sequence[str] = (),
+        auto_approve: AutoApprovePolicy | None = None,
+        on_request: RequestHook | None = None,
     ) -> None:
         for name, key in (
             ("plan_key", plan_key),
@@ -110,6 +131,17 @@ class ApprovalNode:
             raise ConfigurationError(f"sla must be an SlaPolicy, got {type(sla).__name__}")
         self.sla = sla
         self.window_key = window_key
+        if isinstance(context_keys, str) or not all(isinstance(k, str) and k for k in context_keys):
+            raise ConfigurationError("context_keys must be a sequence of non-empty strings")
+        if "plan" in context_keys:
+            raise ConfigurationError("context_keys must not include 'plan': it is always shown")
+        self.context_keys = tuple(context_keys)
+        if auto_approve is not None and not callable(auto_approve):
+            raise ConfigurationError("auto_approve must be callable(plan, state) -> reason|None")
+        self.auto_approve = auto_approve
+        if on_request is not None and not callable(on_request):
+            raise ConfigurationError("on_request must be an async callable")
+        self.on_request = on_request
         self.__name__ = "approval"  # the default node name when added without one
 
     def validate_plan(self, plan: Any) -> Any:
@@ -181,6 +213,7 @@ class ApprovalNode:
                 summary=str(summary) if summary else f"Remediation plan for {incident_id}",
                 action_name=self.action_name,
                 allowed=self.allowed,
+                context={key: _read(state, key) for key in self.context_keys},
             )
             record = await services.ledger.register(
                 NewApproval(
@@ -196,7 +229,12 @@ class ApprovalNode:
                 )
             )
 
+        if record.is_pending and self.auto_approve is not None:
+            record = await self._auto_approve(record, state, services)
+
         if record.is_pending:
+            if self.on_request is not None:
+                await self.on_request(record, state, config)
             try:
                 interrupt(record.request)
             except GraphInterrupt as pause:
@@ -216,6 +254,26 @@ class ApprovalNode:
                     "waiting."
                 )
         return self.outcome(record)
+
+    async def _auto_approve(
+        self, record: ApprovalRecord, state: Any, services: NodeServices
+    ) -> ApprovalRecord:
+        plan = record.request["action_requests"][0]["args"]["plan"]
+        reason = self.auto_approve(plan, state) if self.auto_approve else None
+        if not reason:
+            return record
+        won, row = await services.ledger.record_decision(
+            record.approval_id,
+            DecisionWrite(
+                status=ApprovalStatus.APPROVED,
+                decided_by=AUTO_APPROVE_IDENTITY,
+                decided_at=services.clock(),
+                reason=str(reason)[:2_000],
+            ),
+        )
+        if won:  # the graph takes the decision right here: nothing left for recovery
+            await services.ledger.mark_applied(row.approval_id, services.clock())
+        return row
 
     def outcome(self, record: ApprovalRecord) -> dict[str, Any]:
         """The state update for a decided record."""

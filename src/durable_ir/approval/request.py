@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
@@ -87,13 +87,15 @@ def build_request(
     summary: str,
     action_name: str = DEFAULT_ACTION_NAME,
     allowed: Sequence[ReviewDecision] = ("approve", "edit", "reject"),
+    context: Mapping[str, Any] | None = None,
 ) -> ApprovalRequest:
-    """Build the request for one plan awaiting approval."""
+    """Build the request for one plan awaiting approval; ``context`` (e.g. the plan's dry run)
+    is shown next to the plan, under the action's ``args``."""
     return {
         "action_requests": [
             {
                 "name": action_name,
-                "args": {"plan": plan},
+                "args": {**(context or {}), "plan": plan},
                 "description": summary,
             }
         ],
