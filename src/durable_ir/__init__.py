@@ -8,8 +8,15 @@ Example:
 """
 
 from durable_ir.alerts import Alert, parse_alert
-from durable_ir.approval import ApprovalNode, ApprovalRequest, approval_node
+from durable_ir.approval import (
+    AUTO_APPROVE_IDENTITY,
+    ApprovalNode,
+    ApprovalRequest,
+    AutoApprove,
+    approval_node,
+)
 from durable_ir.approval.deciding import DecisionResult
+from durable_ir.builder import IncidentGraphBuilder, IncidentState, SeverityRule, TriageResult
 from durable_ir.clock import Clock, FixedClock, system_clock
 from durable_ir.decisions import (
     Approve,
@@ -31,25 +38,31 @@ from durable_ir.errors import (
     NotFound,
 )
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
+from durable_ir.notifications import IncidentEvent, IncidentNotifier, send_once
 from durable_ir.persistence import Store, open_store, parse_database_url
 from durable_ir.rca_loop import RcaConfig, build_rca_loop, route_after_rca
 from durable_ir.reconciliation import reconcile
-from durable_ir.records import ApprovalRecord, ApprovalStatus
+from durable_ir.records import ApprovalRecord, ApprovalStatus, IncidentRecord
 from durable_ir.remediation import (
     AllowList,
     Executor,
     RemediationPlan,
     RemediationStep,
     StepAction,
+    StepContext,
     StepResult,
+    Verification,
+    VerificationContext,
+    Verifier,
 )
-from durable_ir.runtime import Runtime, open_runtime
+from durable_ir.runtime import Intake, Runtime, open_runtime
 from durable_ir.severity import SEVERITIES, Severity
 from durable_ir.sla import Reminder, SlaMonitor, SlaPolicy, SweepReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUTO_APPROVE_IDENTITY",
     "SEVERITIES",
     "Alert",
     "AllowList",
@@ -58,6 +71,7 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalStatus",
     "Approve",
+    "AutoApprove",
     "Clock",
     "ConfigurationError",
     "Conflict",
@@ -70,8 +84,14 @@ __all__ = [
     "Expire",
     "FixedClock",
     "IncidentBusy",
+    "IncidentEvent",
+    "IncidentGraphBuilder",
+    "IncidentNotifier",
+    "IncidentRecord",
     "IncidentSnapshot",
+    "IncidentState",
     "IncidentStatus",
+    "Intake",
     "InvalidDecision",
     "InvalidInput",
     "NotFound",
@@ -82,12 +102,18 @@ __all__ = [
     "Reminder",
     "Runtime",
     "Severity",
+    "SeverityRule",
     "SlaMonitor",
     "SlaPolicy",
     "StepAction",
+    "StepContext",
     "StepResult",
     "Store",
     "SweepReport",
+    "TriageResult",
+    "Verification",
+    "VerificationContext",
+    "Verifier",
     "approval_node",
     "build_rca_loop",
     "open_runtime",
@@ -97,6 +123,7 @@ __all__ = [
     "parse_decision",
     "reconcile",
     "route_after_rca",
+    "send_once",
     "system_clock",
     "validate_decision",
 ]

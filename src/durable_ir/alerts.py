@@ -86,8 +86,8 @@ def _severity(value: object) -> Severity:
     raise InvalidInput(f"unknown severity {text[:40]!r}: use P0–P3 or critical/error/warning/info")
 
 
-def _fingerprint(name: str, labels: dict[str, str]) -> str:
-    canonical = json.dumps({"name": name, "labels": labels}, sort_keys=True)
+def _fingerprint(name: str, service: object, labels: dict[str, str]) -> str:
+    canonical = json.dumps({"name": name, "service": service, "labels": labels}, sort_keys=True)
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
@@ -141,7 +141,7 @@ def parse_generic(payload: object) -> Alert:
         fired_at=payload["fired_at"],
         description=payload.get("description", ""),
         labels=labels,
-        fingerprint=payload.get("fingerprint") or _fingerprint(name, labels),
+        fingerprint=payload.get("fingerprint") or _fingerprint(name, payload["service"], labels),
         status=payload.get("status", "firing"),
         source="generic",
     )
@@ -173,7 +173,7 @@ def parse_alertmanager(payload: object) -> list[Alert]:
             raise InvalidInput(
                 f"alert {number} ({name}) has none of the labels {', '.join(_SERVICE_LABELS)}"
             )
-        fingerprint = item.get("fingerprint") or _fingerprint(name, labels)
+        fingerprint = item.get("fingerprint") or _fingerprint(name, service, labels)
         alerts.append(
             _build(
                 name=name,

@@ -32,16 +32,21 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from durable_ir.alerts import Alert
 from durable_ir.approval.deciding import Decider, DecisionResult, validate_incident_id
+from durable_ir.builder.nodes import check_alert
 from durable_ir.clock import Clock, system_clock
 from durable_ir.decisions import Decision
 from durable_ir.errors import ConfigurationError, Conflict, IncidentBusy, NotFound
@@ -49,13 +54,53 @@ from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.persistence import Store, open_store
 from durable_ir.reconciliation import reconcile
-from durable_ir.records import ApprovalRecord
+from durable_ir.records import ApprovalRecord, IncidentRecord, IncidentState, NewIncident
 from durable_ir.services import NodeServices
 from durable_ir.sla import SlaPolicy
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = ["Intake", "Runtime", "open_runtime"]
 
 log = logging.getLogger("durable_ir.runtime")
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What :meth:`Runtime.ingest` did with an alert: opened ``incident`` (``created``), or
+    attached the alert to it; ``incident`` is ``None`` for a resolution notice, which is
+    ignored.
+    ``snapshot`` is where a new incident stands after its first run."""
+
+    incident: IncidentRecord | None
+    created: bool
+    snapshot: IncidentSnapshot | None = None
+
+
+def _new_incident(incident_id: str, graph: str, run_input: Any, at: datetime) -> NewIncident:
+    """The index row of a new incident, described from its alert when the input has one."""
+    alert = run_input.get("alert") if isinstance(run_input, Mapping) else None
+    alert = alert if isinstance(alert, Mapping) else {}
+    name, service, severity = alert.get("name"), alert.get("service"), alert.get("severity")
+    title = f"{name} on {service}" if name and service else str(name or incident_id)
+    return NewIncident(
+        incident_id=incident_id,
+        graph=graph,
+        opened_at=at,
+        title=title[:500],
+        service=str(service)[:200] if service else None,
+        severity=str(severity)[:10] if severity else None,
+        alert=dict(run_input) if _is_json(run_input) else None,
+    )
+
+
+def _is_json(value: Any) -> bool:
+    """True if ``value`` is a JSON object (so that recovery can start the run from it)."""
+    if not isinstance(value, Mapping):
+        return False
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class Runtime:
@@ -117,13 +162,91 @@ class Runtime:
             async with self.store.locks.hold(incident_id, wait=0):
                 if await self._decider.incident_exists(incident_id):
                     raise Conflict(f"incident {incident_id!r} already exists")
-                config = registered.config(incident_id, self._services(registered.name))
-                await registered.compiled.ainvoke(input, config, durability="sync")
-                # A decision that arrived while this run held the lock is applied now.
-                await self._decider.apply_recorded(incident_id)
+                opened, row = await self.store.ledger.open_incident(
+                    _new_incident(incident_id, registered.name, input, self.clock())
+                )
+                if not opened and row.started_at is not None:
+                    raise Conflict(f"incident {incident_id!r} already exists")
+                await self._run_first(registered, incident_id, input)
         except IncidentBusy:
             raise Conflict(f"incident {incident_id!r} is being started by another worker") from None
         return await self.get(incident_id)
+
+    async def _run_first(self, registered: RegisteredGraph, incident_id: str, input: Any) -> None:
+        """The incident's first run; the caller holds its lock and has indexed it."""
+        config = registered.config(incident_id, self._services(registered.name))
+        result = await registered.compiled.ainvoke(input, config, durability="sync")
+        await self.store.ledger.mark_incident_started(incident_id, self.clock())
+        await self._decider.close_if_ended(incident_id, result)
+        # A decision that arrived while this run held the lock is applied now.
+        await self._decider.apply_recorded(incident_id)
+
+    async def ingest(
+        self,
+        graph: AnyGraph,
+        alert: Alert | Mapping[str, Any],
+        *,
+        graph_name: str | None = None,
+        incident_id: str | None = None,
+    ) -> Intake:
+        """Open an incident for ``alert`` and run it until it pauses or ends — unless an open
+        incident has the same fingerprint, in which case the alert is attached to it.
+
+        ``alert`` is an :class:`~durable_ir.Alert` or its JSON (the generic shape, see
+        :mod:`durable_ir.alerts`); a malformed one raises ``InvalidInput`` and writes nothing.
+        The graph gets ``{"alert": alert.as_state()}`` as input. An alert that reports a
+        resolution (Alertmanager's ``resolved``) never opens an incident. Concurrent copies of
+        one alert, from any number of processes, open one incident: the index's unique open
+        fingerprint decides.
+        """
+        parsed = check_alert(alert)
+        registered = self.register(graph, name=graph_name)
+        incident_id = validate_incident_id(incident_id or str(uuid.uuid4()))
+        run_input = {"alert": parsed.as_state()}
+        if parsed.status == "resolved":
+            # The source says it recovered; an open incident verifies that itself, and a
+            # resolution is never a reason to open one.
+            return Intake(None, created=False)
+        new = _new_incident(incident_id, registered.name, run_input, self.clock())
+        opened, row = await self.store.ledger.open_incident(
+            replace(new, fingerprint=parsed.fingerprint)
+        )
+        if not opened:
+            if row.fingerprint != parsed.fingerprint:
+                raise Conflict(f"incident {incident_id!r} already exists (another alert)")
+            log.info(
+                "alert %s attached to open incident %s (%d alerts)",
+                parsed.fingerprint,
+                row.incident_id,
+                row.alerts_received,
+            )
+            return Intake(row, created=False)
+        try:
+            async with self.store.locks.hold(incident_id, wait=0):
+                await self._run_first(registered, incident_id, run_input)
+        except IncidentBusy:  # recovery picked it up first: it runs there
+            pass
+        return Intake(row, created=True, snapshot=await self.get(incident_id))
+
+    async def start_unstarted(self, *, older_than: float = 60.0, limit: int = 100) -> list[str]:
+        """Start incidents that were opened but whose first run never began (the process
+        that opened them died), at least ``older_than`` seconds after they were opened."""
+        cutoff = self.clock() - timedelta(seconds=older_than)
+        started: list[str] = []
+        for row in await self.store.ledger.unstarted_incidents(cutoff, limit):
+            if row.graph not in self.graphs:
+                continue
+            try:
+                async with self.store.locks.hold(row.incident_id, wait=0):
+                    if await self._decider.incident_exists(row.incident_id):
+                        # It ran; only its start was not noted.
+                        await self.store.ledger.mark_incident_started(row.incident_id, self.clock())
+                        continue
+                    await self._run_first(self.graphs.get(row.graph), row.incident_id, row.alert)
+                    started.append(row.incident_id)
+            except IncidentBusy:
+                continue
+        return started
 
     async def decide(
         self, incident_id: str, decision: Decision, *, approval_id: str | None = None
@@ -144,8 +267,17 @@ class Runtime:
         return await self._decider.apply_locked(record)
 
     async def recover(self, *, limit: int = 100) -> list[ApprovalRecord]:
-        """Apply decisions that were recorded but not applied (their process died)."""
-        return await self._decider.recover(limit=limit)
+        """Apply decisions that were recorded but not applied (their process died), and start
+        incidents whose first run never began (see :meth:`start_unstarted`)."""
+        applied = await self._decider.recover(limit=limit)
+        await self.start_unstarted(limit=limit)
+        return applied
+
+    async def incidents(
+        self, *, status: IncidentState | None = None, limit: int = 100
+    ) -> list[IncidentRecord]:
+        """Incidents from the index, newest first (``status``: ``open`` or ``closed``)."""
+        return await self.store.ledger.list_incidents(status=status, limit=limit)
 
     async def reconcile(self) -> list[ApprovalRecord]:
         """Register approvals that are pending in the checkpointer but missing from the ledger

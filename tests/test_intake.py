@@ -1,0 +1,144 @@
+"""Alert intake: a malformed alert changes nothing, copies of one firing alert open one
+incident (from one process or several), and a closed incident absorbs nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from durable_ir import Approve, Conflict, FixedClock, InvalidInput, open_runtime, parse_alert
+from durable_ir.records import NewIncident
+from support.incident_parts import ALERT, build_incident_graph, fired_at
+from support.processes import JsonLineProcess
+
+
+async def test_a_malformed_alert_is_refused_and_writes_nothing(
+    durable_url: str, counter_dir: Path
+) -> None:
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime(durable_url) as rt:
+        for bad in ({}, {**ALERT, "severity": "P9"}, {**ALERT, "service": "rm -rf /"}, [ALERT]):
+            with pytest.raises(InvalidInput):
+                await rt.ingest(graph, bad)  # type: ignore[arg-type]
+        assert await rt.incidents() == []
+
+
+async def test_copies_of_one_alert_open_one_incident(durable_url: str, counter_dir: Path) -> None:
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime(durable_url) as rt:
+        results = await asyncio.gather(*(rt.ingest(graph, ALERT) for _ in range(100)))
+        created = [r for r in results if r.created]
+        assert len(created) == 1
+        incident = created[0].incident
+        assert incident is not None
+        assert {r.incident.incident_id for r in results if r.incident} == {incident.incident_id}
+        (row,) = await rt.incidents()
+        assert row.alerts_received == 100 and row.fingerprint == incident.fingerprint
+        assert created[0].snapshot is not None
+        assert created[0].snapshot.status == "awaiting_approval"
+
+
+async def test_a_closed_incident_does_not_absorb_new_alerts(
+    durable_url: str, counter_dir: Path
+) -> None:
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime(durable_url) as rt:
+        first = await rt.ingest(graph, ALERT)
+        assert first.incident is not None
+        again = await rt.ingest(graph, ALERT)
+        assert not again.created and again.incident is not None
+        assert again.incident.incident_id == first.incident.incident_id
+
+        await rt.decide(first.incident.incident_id, Approve(by="alice"))
+        closed = await rt.store.ledger.get_incident(first.incident.incident_id)
+        assert closed is not None and closed.status == "closed" and closed.outcome == "resolved"
+
+        later = await rt.ingest(graph, ALERT)
+        assert later.created and later.incident is not None
+        assert later.incident.incident_id != first.incident.incident_id
+        other = await rt.ingest(graph, {**ALERT, "service": "search"})
+        assert other.created  # another fingerprint is another incident
+
+
+async def test_a_resolution_notice_opens_nothing(counter_dir: Path) -> None:
+    webhook = {
+        "version": "4",
+        "status": "resolved",
+        "alerts": [
+            {
+                "status": "resolved",
+                "labels": {"alertname": "HighErrorRate", "service": "checkout",
+                           "severity": "critical"},
+                "annotations": {"description": "back to normal"},
+                "startsAt": "2026-03-01T12:00:00Z",
+                "fingerprint": "abc123",
+            }
+        ],
+    }  # fmt: skip
+    (alert,) = parse_alert(webhook)
+    async with open_runtime("memory://") as rt:
+        result = await rt.ingest(build_incident_graph(counter_dir).build(), alert)
+        assert result.incident is None and not result.created
+        assert await rt.incidents() == []
+
+
+async def test_an_incident_opened_by_a_dead_process_is_started_by_recovery(
+    durable_url: str, counter_dir: Path
+) -> None:
+    clock = FixedClock(fired_at())
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime(durable_url, clock=clock) as rt:
+        rt.register(graph)
+        # What a process that died right after indexing the incident leaves behind.
+        await rt.store.ledger.open_incident(
+            NewIncident("inc-orphan", "incident", clock(), fingerprint="fp", alert={"alert": ALERT})
+        )
+        assert await rt.start_unstarted() == []  # too young: its opener may still be running
+        clock.advance(minutes=2)
+        assert await rt.start_unstarted() == ["inc-orphan"]
+        assert (await rt.get("inc-orphan")).status == "awaiting_approval"
+        assert await rt.start_unstarted() == []
+        with pytest.raises(Conflict):
+            await rt.start(graph, {"alert": ALERT}, incident_id="inc-orphan")
+
+
+CHILD = """
+import asyncio, json, sys, time
+from durable_ir import open_runtime
+from support.incident_parts import ALERT, build_incident_graph
+
+async def main(url, directory, at, copies):
+    async with open_runtime(url) as rt:
+        graph = build_incident_graph(directory).build()
+        rt.register(graph)
+        await asyncio.sleep(max(0.0, at - time.time()))
+        results = await asyncio.gather(*(rt.ingest(graph, ALERT) for _ in range(copies)))
+        print(json.dumps({"created": sum(r.created for r in results)}), flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+async def test_copies_from_several_processes_open_one_incident(
+    durable_url: str, counter_dir: Path
+) -> None:
+    at = time.time() + 2.0
+    children = [
+        JsonLineProcess([sys.executable, "-c", CHILD, durable_url, str(counter_dir), str(at), "25"])
+        for _ in range(4)
+    ]
+    try:
+        created = sum(child.read(timeout=120)["created"] for child in children)
+    finally:
+        for child in children:
+            child.close()
+    assert created == 1
+    async with open_runtime(durable_url) as rt:
+        (row,) = await rt.incidents()
+        assert row.alerts_received == 100
+        rt.register(build_incident_graph(counter_dir).build())
+        assert (await rt.get(row.incident_id)).status == "awaiting_approval"
