@@ -260,16 +260,16 @@ def _incident_line(event: IncidentEvent) -> str:
     return line + ")"
 
 
-def _event_text(event: IncidentEvent, *, in_thread: bool) -> str:
-    """The message for an escalation or resolution; a top-level one also carries the
-    incident's summary, as nothing above it does."""
+def _event_text(event: IncidentEvent) -> str:
+    """The message for an escalation or resolution: what happened, the reason code, and the
+    detail (why it escalated, what verification read)."""
     if event.kind == "escalated":
         text = f"🚨 *Escalated to on-call*: {_incident_line(event)}"
     else:
         text = f"✅ *Resolved*: {_incident_line(event)}"
     if event.reason:
         text += f"\n*Reason*: {event.reason}"
-    if event.summary and not in_thread:
+    if event.summary:
         text += f"\n{event.summary}"
     return _truncate(text, _TEXT_MAX)
 
@@ -361,7 +361,7 @@ class SlackNotifier:
             if thread is None:
                 text = f"{text} — {_incident_line(event)}"
         elif event.kind in ("escalated", "resolved"):
-            text = _event_text(event, in_thread=thread is not None)
+            text = _event_text(event)
         else:
             return None
         if thread is None:
