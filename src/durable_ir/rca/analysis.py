@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from durable_ir.errors import DurableIRError
 from durable_ir.rca.evidence import (
     ChangeEvidence,
     EventEvidence,
@@ -95,7 +96,7 @@ class AnalysisRequest(BaseModel):
         return {e.id for e in self.evidence}
 
 
-class AnalyzerError(Exception):
+class AnalyzerError(DurableIRError):
     """An analyzer could not produce a valid answer (the loop retries, then records a failed
     attempt with confidence 0). ``retryable`` says whether trying again may help."""
 
