@@ -142,3 +142,15 @@ async def test_copies_from_several_processes_open_one_incident(
         assert row.alerts_received == 100
         rt.register(build_incident_graph(counter_dir).build())
         assert (await rt.get(row.incident_id)).status == "awaiting_approval"
+
+
+async def test_extra_input_reaches_the_graph_and_must_be_json(counter_dir: Path) -> None:
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime("memory://") as rt:
+        with pytest.raises(InvalidInput, match="JSON"):
+            await rt.ingest(graph, ALERT, extra_input={"approval_window_s": object()})
+        assert await rt.incidents() == []
+        result = await rt.ingest(graph, ALERT, extra_input={"approval_window_s": 90})
+        assert result.snapshot is not None and result.snapshot.pending_approval is not None
+        approval = result.snapshot.pending_approval
+        assert (approval.deadline_at - approval.requested_at).total_seconds() == 90

@@ -49,7 +49,7 @@ from durable_ir.approval.deciding import Decider, DecisionResult, validate_incid
 from durable_ir.builder.nodes import check_alert
 from durable_ir.clock import Clock, system_clock
 from durable_ir.decisions import Decision
-from durable_ir.errors import ConfigurationError, Conflict, IncidentBusy, NotFound
+from durable_ir.errors import ConfigurationError, Conflict, IncidentBusy, InvalidInput, NotFound
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.persistence import Store, open_store
@@ -188,13 +188,15 @@ class Runtime:
         *,
         graph_name: str | None = None,
         incident_id: str | None = None,
+        extra_input: Mapping[str, Any] | None = None,
     ) -> Intake:
         """Open an incident for ``alert`` and run it until it pauses or ends — unless an open
         incident has the same fingerprint, in which case the alert is attached to it.
 
         ``alert`` is an :class:`~durable_ir.Alert` or its JSON (the generic shape, see
         :mod:`durable_ir.alerts`); a malformed one raises ``InvalidInput`` and writes nothing.
-        The graph gets ``{"alert": alert.as_state()}`` as input. An alert that reports a
+        The graph gets ``{"alert": alert.as_state(), **extra_input}`` as input (e.g.
+        ``{"approval_window_s": 600}``; JSON only). An alert that reports a
         resolution (Alertmanager's ``resolved``) never opens an incident. Concurrent copies of
         one alert, from any number of processes, open one incident: the index's unique open
         fingerprint decides.
@@ -202,7 +204,9 @@ class Runtime:
         parsed = check_alert(alert)
         registered = self.register(graph, name=graph_name)
         incident_id = validate_incident_id(incident_id or str(uuid.uuid4()))
-        run_input = {"alert": parsed.as_state()}
+        run_input = {**(extra_input or {}), "alert": parsed.as_state()}
+        if not _is_json(run_input):
+            raise InvalidInput("extra_input must be a JSON object")
         if parsed.status == "resolved":
             # The source says it recovered; an open incident verifies that itself, and a
             # resolution is never a reason to open one.

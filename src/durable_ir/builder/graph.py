@@ -256,7 +256,9 @@ class IncidentGraphBuilder:
                     route,
                     {label: new if t == name else t for label, t in targets.items()},
                 )
-        self._nodes[new] = node
+        nodes = list(self._nodes.items())
+        at = [n for n, _ in nodes].index(name)
+        self._nodes = dict([*nodes[:at], (new, node), *nodes[at:]])
         self._edges[new] = name
         return self
 

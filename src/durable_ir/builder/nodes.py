@@ -349,7 +349,7 @@ class IncidentNodes:
         except Exception as exc:
             ok, detail, readings = False, f"verification raised {type(exc).__name__}: {exc}", {}
         update: Update = {"verification": {"ok": ok, "detail": detail, "readings": readings}}
-        update |= self.event(config, "verify", ("healthy: " if ok else "NOT healthy: ") + detail)
+        update |= self.event(config, "verify", detail if ok else f"NOT healthy: {detail}")
         if not ok:
             update |= _escalate("verification_failed", detail)
         return update
