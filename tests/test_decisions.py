@@ -336,6 +336,19 @@ def test_validate_decision_returns_valid_objects_unchanged(decision: Any) -> Non
     assert validate_decision(decision) is decision
 
 
+@pytest.mark.parametrize(
+    "decision",
+    [
+        Approve(by="system:auto-approve"),
+        Edit(by="system:", plan=PLAN),
+        Reject(by="system:sla", reason="impersonating the monitor"),
+    ],
+)
+def test_system_identities_are_reserved_for_the_system(decision: Any) -> None:
+    with pytest.raises(InvalidDecision, match="reserved for the system"):
+        validate_decision(decision)
+
+
 # --- properties -------------------------------------------------------------------------
 
 JSON_SCALARS = strategies.json_scalars()
@@ -426,8 +439,9 @@ def test_parse_decision_returns_only_valid_decisions_and_approvals_only_when_ask
             assert json_depth(decision.plan) <= MAX_PLAN_DEPTH
         else:
             assert "plan" not in data
+        # Only the system expires, and the system never approves, edits or rejects.
+        assert decision.by.startswith(SYSTEM_PREFIX) == isinstance(decision, Expire)
         if isinstance(decision, Expire):
-            assert decision.by.startswith(SYSTEM_PREFIX)
             outcomes["expire"] += 1
         if isinstance(decision, Reject):
             outcomes["reject"] += 1

@@ -172,6 +172,12 @@ def validate_decision(decision: object) -> Decision:
     )
     if isinstance(decision, Expire) and not decision.by.startswith(SYSTEM_PREFIX):
         raise InvalidDecision(f"only the system may expire an approval (by={decision.by!r})")
+    if not isinstance(decision, Expire) and decision.by.startswith(SYSTEM_PREFIX):
+        # The audit trail must tell people from the system: system:* approvals are written
+        # only by durable-ir itself (the auto-approve policy), never through decide().
+        raise InvalidDecision(
+            f"{decision.by!r} is reserved for the system; a {decision.kind} needs a person"
+        )
     if isinstance(decision, Edit):
         if decision.plan is None:
             raise InvalidDecision("an edit needs the edited plan")
