@@ -265,3 +265,56 @@ def test_the_builder_refuses_incomplete_parts(counter_dir: Path) -> None:
                              verifier=FixedVerifier(True))  # fmt: skip
     with pytest.raises(ConfigurationError, match="executor"):
         IncidentGraphBuilder(**{**parts, "executor": object()}, verifier=FixedVerifier(True))
+
+
+async def test_a_run_that_died_mid_stage_is_resumed_without_redoing_earlier_stages(
+    durable_url: str, counter_dir: Path
+) -> None:
+    calls: list[str] = []
+    crashed: list[bool] = []
+
+    def crash_once(node: Any) -> Any:
+        async def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            if not crashed:
+                crashed.append(True)
+                raise RuntimeError("worker lost its database connection")
+            return dict(await node(state, config))
+
+        return run
+
+    def counted(node: Any) -> Any:
+        async def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            calls.append("triage")
+            return dict(await node(state, config))
+
+        return run
+
+    builder = build_incident_graph(counter_dir).wrap("plan", crash_once).wrap("triage", counted)
+    async with open_runtime(durable_url) as rt:
+        with pytest.raises(RuntimeError, match="lost its database"):
+            await start(rt, builder)
+        assert (await rt.get("inc-1")).status == "running"
+        row = await rt.store.ledger.get_incident("inc-1")
+        assert row is not None and row.is_open
+        await rt.recover()  # the periodic pass leaves mid-stage runs alone
+        assert (await rt.get("inc-1")).status == "running"
+
+        await rt.recover(stalled=True)  # what a process does once at start-up
+        resumed = await rt.get("inc-1")
+        assert resumed.status == "awaiting_approval"
+        assert calls == ["triage"]  # triage and the RCA loop were not run again
+        assert await rt.resume_stalled() == []  # waiting for approval is not stalled
+        await rt.decide("inc-1", Approve(by="alice"))
+        await finished(rt)
+
+
+async def test_a_planner_that_raises_escalates(counter_dir: Path) -> None:
+    async def broken_planner(state: Any) -> Any:
+        raise KeyError("runbook service unavailable")
+
+    builder = build_incident_graph(counter_dir, planner=broken_planner)
+    async with open_runtime("memory://") as rt:
+        await start(rt, builder)
+        values = await finished(rt)
+    assert values["outcome"]["reason"] == "no_plan"
+    assert "runbook service unavailable" in values["escalation"]["detail"]

@@ -270,12 +270,53 @@ class Runtime:
         (``runtime.store.locks.hold(record.incident_id)``). Idempotent."""
         return await self._decider.apply_locked(record)
 
-    async def recover(self, *, limit: int = 100) -> list[ApprovalRecord]:
+    async def recover(self, *, limit: int = 100, stalled: bool = False) -> list[ApprovalRecord]:
         """Apply decisions that were recorded but not applied (their process died), and start
-        incidents whose first run never began (see :meth:`start_unstarted`)."""
+        incidents whose first run never began (see :meth:`start_unstarted`). With
+        ``stalled``, also continue runs that stopped mid-stage (see :meth:`resume_stalled`):
+        do that once at start-up."""
         applied = await self._decider.recover(limit=limit)
         await self.start_unstarted(limit=limit)
+        if stalled:
+            await self.resume_stalled(limit=limit)
         return applied
+
+    async def resume_stalled(self, *, limit: int = 100) -> list[str]:
+        """Continue open incidents whose run stopped mid-stage — its process died, or a node
+        raised — from their last checkpoint, and close those whose run ended unnoticed.
+
+        An incident whose lock another live worker holds is being run there and is skipped;
+        one paused for approval is waiting, not stalled. Each candidate costs a checkpoint
+        read, so call this at start-up rather than in a loop. Returns the incidents resumed.
+        """
+        resumed: list[str] = []
+        for row in await self.store.ledger.list_incidents(status="open", limit=limit):
+            if row.graph not in self.graphs:
+                continue
+            registered = self.graphs.get(row.graph)
+            config = registered.config(row.incident_id, self._services(registered.name))
+            try:
+                async with self.store.locks.hold(row.incident_id, wait=0):
+                    state = await registered.compiled.aget_state(config)
+                    if not state.values and not state.next:
+                        continue  # never started: start_unstarted's
+                    if not state.next:
+                        await self._decider.close_if_ended(row.incident_id, state.values)
+                        continue
+                    if state.interrupts:
+                        continue
+                    if not await self._decider.apply_recorded(row.incident_id):
+                        log.warning("resuming incident %s stalled before %s", row.incident_id,
+                                    ", ".join(state.next))  # fmt: skip
+                        result = await registered.compiled.ainvoke(None, config, durability="sync")
+                        await self.store.ledger.mark_incident_started(row.incident_id, self.clock())
+                        await self._decider.close_if_ended(row.incident_id, result)
+                    resumed.append(row.incident_id)
+            except IncidentBusy:
+                continue
+            except Exception:
+                log.exception("resuming stalled incident %s failed", row.incident_id)
+        return resumed
 
     async def incidents(
         self, *, status: IncidentState | None = None, limit: int = 100
@@ -345,6 +386,7 @@ async def open_runtime(
     sla: SlaPolicy | None = None,
     lock_timeout: float = 30.0,
     pool_size: int = 20,
+    connect_timeout: float = 30.0,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime on ``url`` (``postgresql://…``, ``sqlite:///path`` or ``memory://``;
@@ -359,5 +401,7 @@ async def open_runtime(
         >>> asyncio.run(main())
         'memory'
     """
-    async with open_store(url, pool_size=pool_size, checkpointer=checkpointer) as store:
+    async with open_store(
+        url, pool_size=pool_size, connect_timeout=connect_timeout, checkpointer=checkpointer
+    ) as store:
         yield Runtime(store, clock=clock, sla=sla, lock_timeout=lock_timeout)

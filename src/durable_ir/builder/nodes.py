@@ -198,10 +198,9 @@ class IncidentNodes:
                 made = await self.planner(state)
             else:
                 made = plan_from_hypothesis(hypothesis, self.allow_list, rollbacks=self.rollbacks)
-        except (ValueError, ValidationError) as exc:
-            return _escalate("no_plan", f"planning failed: {exc}") | self.event(
-                config, "plan", f"planning failed: {exc}"
-            )
+        except Exception as exc:  # a broken planner escalates the incident, never stalls it
+            detail = f"planning failed: {type(exc).__name__}: {exc}"
+            return _escalate("no_plan", detail) | self.event(config, "plan", detail)
         if made is None:
             detail = "the analysis suggested no remediation"
             return (
