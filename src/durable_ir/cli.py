@@ -1,20 +1,93 @@
-"""The ``durable-ir`` command.
+"""The ``durable-ir`` command: the demo, and the operator's view of incidents.
+
+::
+
+    durable-ir demo [--database-url URL] [--offline]
+    durable-ir incidents list [--status open|closed] [--limit N]
+    durable-ir incidents show ID
+    durable-ir incidents approve ID --by NAME [--reason R] [--graph MODULE:ATTRIBUTE]
+    durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTRIBUTE]
+
+Every ``incidents`` command takes ``--database-url`` (default ``$DURABLE_IR_DATABASE_URL``,
+else ``sqlite:///durable_ir.db``) and ``--json`` (machine-readable output on stdout).
+
+``list`` and ``show`` read the incident index, the approval ledger and the latest checkpoint;
+they need no graph code. ``approve`` and ``reject`` record the decision with
+:meth:`durable_ir.Runtime.decide`, which then resumes the incident's graph (apply, verify, or
+escalate) in this process, so they need the graph: ``--graph module:attribute`` names a
+``StateGraph``, a compiled graph, an :class:`~durable_ir.IncidentGraphBuilder`, or a function
+returning one, called without arguments. It defaults to the demo agent,
+``durable_ir.demo.agent:build_demo_graph``; it is registered under the graph name the incident
+was recorded with. The current directory is importable, so ``--graph my_agent:build`` works
+from a project's root.
+
+Exit codes: 0 done; 1 unexpected failure (e.g. the database is unreachable); 2 bad input (a
+malformed or refused decision, an unknown option, a ``--graph`` that does not load, a SQLite
+file that does not exist); 3 no such incident; 4 conflict: the incident is not waiting for a
+decision (the message, and ``winner`` in ``--json`` output, name the decision that won).
+Errors are one line on stderr.
 
 Example:
     >>> from durable_ir.cli import build_parser
     >>> build_parser().parse_args(["demo"]).command
     'demo'
+    >>> args = build_parser().parse_args(["incidents", "approve", "INC-1", "--by", "alice"])
+    >>> args.action, args.incident, args.by, args.graph
+    ('approve', 'INC-1', 'alice', 'durable_ir.demo.agent:build_demo_graph')
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import json
 import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from durable_ir import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = [
+    "DEFAULT_GRAPH",
+    "EXIT_CONFLICT",
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "build_parser",
+    "load_graph",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+
+DEFAULT_GRAPH = "durable_ir.demo.agent:build_demo_graph"
+"""The graph ``approve``/``reject`` resume unless ``--graph`` names another."""
+
+
+class CliError(Exception):
+    """A failure the command reports in one line and an exit code.
+
+    Example:
+        >>> CliError("no incident 'INC-9'", EXIT_NOT_FOUND).code
+        3
+    """
+
+    def __init__(self, message: str, code: int, *, kind: str = "error", winner: Any = None):
+        super().__init__(message)
+        self.code = code
+        self.kind = kind
+        self.winner = winner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,19 +98,384 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"durable-ir {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run the bundled demo (SQLite, no network, no API key)")
+
+    demo = commands.add_parser("demo", help="run the bundled demo (SQLite, no network, no API key)")
+    demo.add_argument(
+        "--database-url",
+        help="run on this database instead of a fresh temporary SQLite file (use a scratch "
+        "database: the demo's SLA sweep expires every overdue approval in it)",
+    )
+    demo.add_argument(
+        "--offline",
+        action="store_true",
+        help="use the offline CorrelationAnalyzer even if ANTHROPIC_API_KEY is set",
+    )
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--database-url",
+        help="default: $DURABLE_IR_DATABASE_URL, else sqlite:///durable_ir.db",
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    deciding = argparse.ArgumentParser(add_help=False)
+    deciding.add_argument("incident", help="the incident id")
+    deciding.add_argument("--by", required=True, help="who decides (recorded in the ledger)")
+    deciding.add_argument(
+        "--graph",
+        default=DEFAULT_GRAPH,
+        help="module:attribute of the incident's graph (a StateGraph, a compiled graph, an "
+        "IncidentGraphBuilder, or a function returning one); needed to resume it "
+        f"(default: {DEFAULT_GRAPH})",
+    )
+
+    incidents = commands.add_parser(
+        "incidents",
+        help="list, show, approve and reject incidents",
+        description="Exit codes: 0 done, 1 failure, 2 bad input, 3 no such incident, "
+        "4 conflict (not waiting for a decision; the winner is named).",
+    )
+    actions = incidents.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", parents=[common], help="incidents, newest first")
+    listing.add_argument("--status", choices=["open", "closed"], help="only open or closed ones")
+    listing.add_argument("--limit", type=_limit, default=100, help="at most this many (1–1000)")
+    show = actions.add_parser("show", parents=[common], help="one incident, its approvals")
+    show.add_argument("incident", help="the incident id")
+    approve = actions.add_parser(
+        "approve", parents=[common, deciding], help="approve the pending plan, then resume"
+    )
+    approve.add_argument("--reason", help="why (optional)")
+    reject = actions.add_parser(
+        "reject", parents=[common, deciding], help="reject the pending plan (escalates)"
+    )
+    reject.add_argument("--reason", required=True, help="why (required)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 1000, got {text!r}")
+    return value
+
+
+# -- loading a graph ------------------------------------------------------------------------
+
+
+def load_graph(spec: str) -> Any:
+    """The graph ``spec`` (``module:attribute``) names, as a ``StateGraph`` or compiled graph.
+
+    The attribute may be a graph, an :class:`~durable_ir.IncidentGraphBuilder`, or a callable
+    returning either (called without arguments). ``CliError`` (exit 2) if it does not load.
+
+    Example:
+        >>> sorted(load_graph("durable_ir.demo.agent:build_demo_graph").nodes)[:2]
+        ['apply', 'approval']
+        >>> load_graph("no-colon")
+        Traceback (most recent call last):
+        ...
+        durable_ir.cli.CliError: --graph must be module:attribute, e.g. \
+durable_ir.demo.agent:build_demo_graph; got 'no-colon'
+    """
+    from langgraph.graph import StateGraph
+    from langgraph.graph.state import CompiledStateGraph
+
+    from durable_ir.builder import IncidentGraphBuilder
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise CliError(
+            f"--graph must be module:attribute, e.g. {DEFAULT_GRAPH}; got {spec!r}", EXIT_USAGE
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise CliError(f"--graph {spec}: {exc}", EXIT_USAGE) from None
+    graph_types = (StateGraph, CompiledStateGraph)
+    if callable(target) and not isinstance(target, (*graph_types, IncidentGraphBuilder)):
+        try:
+            target = target()
+        except Exception as exc:
+            raise CliError(
+                f"--graph {spec}: calling it raised {type(exc).__name__}: {exc}", EXIT_USAGE
+            ) from None
+    if isinstance(target, IncidentGraphBuilder):
+        target = target.build()
+    if not isinstance(target, graph_types):
+        raise CliError(
+            f"--graph {spec} is a {type(target).__name__}, not a StateGraph, a compiled graph "
+            "or an IncidentGraphBuilder",
+            EXIT_USAGE,
+        )
+    return target
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _when(value: datetime | None, *, short: bool = False) -> str:
+    return value.strftime("%Y-%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def _decision_json(record: Any) -> dict[str, Any]:
+    """A ledger record without its (large) request: ``show --json`` has that."""
+    return {k: v for k, v in record.to_dict().items() if k != "request"}
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _state_summary(values: Mapping[str, Any]) -> dict[str, Any]:
+    rca = values.get("rca") or {}
+    return {
+        "title": values.get("title"),
+        "severity": values.get("severity"),
+        "root_cause": (rca.get("hypothesis") or {}).get("root_cause"),
+        "confidence": rca.get("confidence"),
+        "plan": values.get("plan"),
+        "approval": values.get("approval"),
+        "outcome": values.get("outcome"),
+        "timeline": list(values.get("timeline") or []),
+    }
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _check_database(url: str | None) -> None:
+    """Refuse a SQLite file that does not exist (opening it would create an empty one)."""
+    from durable_ir.persistence import parse_database_url
+
+    parsed = parse_database_url(url)
+    if parsed.backend == "sqlite" and not Path(parsed.target).exists():
+        raise CliError(
+            f"no SQLite database at {parsed.target} (pass --database-url or set "
+            "$DURABLE_IR_DATABASE_URL)",
+            EXIT_USAGE,
+        )
+
+
+async def _list(args: argparse.Namespace) -> None:
+    from durable_ir.runtime import open_runtime
+
+    async with open_runtime(args.database_url) as rt:
+        rows = await rt.incidents(status=args.status, limit=args.limit)
+        pending = {}
+        for row in rows:
+            latest = await rt.store.ledger.latest(row.incident_id)
+            pending[row.incident_id] = latest if latest is not None and latest.is_pending else None
+    if args.json:
+        _print_json(
+            [
+                {k: v for k, v in row.to_dict().items() if k != "alert"}
+                | {
+                    "pending_approval": _decision_json(p)
+                    if (p := pending[row.incident_id])
+                    else None
+                }
+                for row in rows
+            ]
+        )
+        return
+    from rich.table import Table
+
+    title = f"{len(rows)} incident(s)" + (f", {args.status}" if args.status else "")
+    table = Table(title=title + " (times UTC)")
+    for column, wrap in (
+        ("id", False), ("state", False), ("outcome", True), ("approval due", True),
+        ("sev", False), ("title", True), ("alerts", False), ("opened", True),
+    ):  # fmt: skip
+        table.add_column(column, no_wrap=not wrap)
+    for row in rows:
+        waiting = pending[row.incident_id]
+        table.add_row(
+            row.incident_id,
+            row.status,
+            row.outcome or "—",
+            _when(waiting.deadline_at, short=True) if waiting else "—",
+            row.severity or "—",
+            row.title,
+            str(row.alerts_received),
+            _when(row.opened_at, short=True),
+        )
+    _console().print(table)
+
+
+async def _read_state(rt: Any, incident_id: str) -> dict[str, Any] | None:
+    """The incident's latest checkpointed values, read from the saver (no graph needed)."""
+    config = {"configurable": {"thread_id": incident_id, "checkpoint_ns": ""}}
+    found = await rt.store.checkpointer.aget_tuple(config)
+    if found is None:
+        return None
+    values = found.checkpoint.get("channel_values") or {}
+    return {k: v for k, v in values.items() if not str(k).startswith("branch:")}
+
+
+async def _show(args: argparse.Namespace) -> None:
+    from durable_ir.approval.deciding import validate_incident_id
+    from durable_ir.errors import NotFound
+    from durable_ir.runtime import open_runtime
+
+    incident_id = validate_incident_id(args.incident)
+    async with open_runtime(args.database_url) as rt:
+        row = await rt.store.ledger.get_incident(incident_id)
+        approvals = await rt.history(incident_id)
+        values = await _read_state(rt, incident_id)
+    if row is None and not approvals and values is None:
+        raise NotFound(f"no incident {incident_id!r}")
+    if args.json:
+        _print_json(
+            {
+                "incident_id": incident_id,
+                "incident": row.to_dict() if row else None,
+                "approvals": [a.to_dict() for a in approvals],
+                "state": _state_summary(values) if values is not None else None,
+            }
+        )
+        return
+    from rich.table import Table
+
+    from durable_ir.demo.timeline import IncidentView, clock_time, render_incident
+
+    console = _console()
+    facts = Table.grid(padding=(0, 1))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    if row is not None:
+        facts.add_row("incident", f"{row.incident_id} ({row.status}, graph {row.graph})")
+        facts.add_row("title", row.title or "—")
+        facts.add_row("severity", row.severity or "—")
+        facts.add_row("alerts", f"{row.alerts_received} received")
+        facts.add_row("opened", _when(row.opened_at))
+        facts.add_row("closed", f"{_when(row.closed_at)} ({row.outcome})" if row.closed_at else "—")
+    else:
+        facts.add_row("incident", f"{incident_id} (not in the index)")
+    console.print(facts)
+    table = Table(title="approvals (ledger, times UTC)")
+    for column in ("approval", "status", "requested", "deadline", "decided", "reason", "applied"):
+        table.add_column(column, overflow="fold")
+    for record in approvals:
+        table.add_row(
+            record.approval_id[:12],
+            record.status.value,
+            _when(record.requested_at),
+            _when(record.deadline_at),
+            f"{record.decided_by} at {clock_time(record.decided_at)}" if record.decided_at else "—",
+            record.reason or "—",
+            "yes" if record.applied_at else ("no" if not record.is_pending else "—"),
+        )
+    console.print(table)
+    if values is not None:
+        console.print(render_incident(IncidentView(incident_id, values, approvals)))
+
+
+async def _decide(args: argparse.Namespace) -> None:
+    from durable_ir.approval.deciding import validate_incident_id
+    from durable_ir.decisions import Approve, Decision, Reject, validate_decision
+    from durable_ir.errors import NotFound
+    from durable_ir.runtime import open_runtime
+
+    incident_id = validate_incident_id(args.incident)
+    decision: Decision = (
+        Approve(by=args.by, reason=args.reason)
+        if args.action == "approve"
+        else Reject(by=args.by, reason=args.reason)
+    )
+    validate_decision(decision)  # bad input fails before any graph code is loaded
+    async with open_runtime(args.database_url) as rt:
+        row = await rt.store.ledger.get_incident(incident_id)
+        latest = await rt.store.ledger.latest(incident_id)
+        if row is None and latest is None:
+            raise NotFound(f"no incident {incident_id!r}")
+        graph_name = latest.graph if latest is not None else row.graph  # type: ignore[union-attr]
+        rt.register(load_graph(args.graph), name=graph_name)
+        result = await rt.decide(incident_id, decision)
+        snapshot = await rt.get(incident_id)
+    outcome = snapshot.values.get("outcome") or {}
+    if args.json:
+        _print_json(
+            {
+                "incident_id": incident_id,
+                "decision": _decision_json(result.record),
+                "applied": result.applied,
+                "status": snapshot.status,
+                "outcome": outcome or None,
+            }
+        )
+        return
+    console = _console()
+    console.print(f"{incident_id}: {result.record.describe()}")
+    if not result.applied:
+        console.print(
+            "the incident is busy in another worker: the decision is recorded, and that worker "
+            "or recovery applies it"
+        )
+    ended = outcome.get("status")
+    reason = f" ({outcome['reason']})" if outcome.get("reason") else ""
+    console.print(f"incident status: {snapshot.status}" + (f", {ended}{reason}" if ended else ""))
+
+
+def _as_cli_error(exc: BaseException) -> CliError | None:
+    from durable_ir.errors import ConfigurationError, Conflict, InvalidInput, NotFound
+
+    if isinstance(exc, CliError):
+        return exc
+    if isinstance(exc, NotFound):
+        return CliError(str(exc), EXIT_NOT_FOUND, kind="not_found")
+    if isinstance(exc, Conflict):
+        return CliError(str(exc), EXIT_CONFLICT, kind="conflict", winner=exc.winner)
+    if isinstance(exc, InvalidInput | ConfigurationError):
+        return CliError(str(exc), EXIT_USAGE, kind="invalid")
+    return None
+
+
+def _run_incidents(args: argparse.Namespace) -> int:
+    command = {"list": _list, "show": _show, "approve": _decide, "reject": _decide}[args.action]
+    try:
+        _check_database(args.database_url)
+        asyncio.run(command(args))
+    except BrokenPipeError:  # `| head`: the reader is gone, and so is stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:
+        error = _as_cli_error(exc)
+        if error is None:
+            error = CliError(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+        if args.json:
+            winner = _decision_json(error.winner) if error.winner is not None else None
+            _print_json({"error": error.kind, "message": str(error), "winner": winner})
+        print(f"durable-ir incidents {args.action}: {error}", file=sys.stderr)
+        return error.code
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "demo":
-        from durable_ir.demo import run_demo  # imported on use: keeps `--help` fast
+        from durable_ir.demo.runner import run_demo  # imported on use: keeps `--help` fast
 
-        return asyncio.run(run_demo())
-    return 2
+        return asyncio.run(
+            run_demo(args.database_url, analyzer="offline" if args.offline else "auto")
+        )
+    if args.command == "incidents":
+        return _run_incidents(args)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":
