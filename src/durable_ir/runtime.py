@@ -335,16 +335,19 @@ class Runtime:
         """The incident's state and approvals (``NotFound`` if there is no such incident)."""
         incident_id = validate_incident_id(incident_id)
         approvals = await self.store.ledger.history(incident_id)
-        if not await self._decider.incident_exists(incident_id):
-            raise NotFound(f"no incident {incident_id!r}")
-        if approvals:
-            registered = self.graphs.get(approvals[-1].graph)
-        else:  # it never asked for an approval, so the ledger cannot say which graph it runs
+        indexed = None if approvals else await self.store.ledger.get_incident(incident_id)
+        graph_name = approvals[-1].graph if approvals else indexed.graph if indexed else None
+        if graph_name is not None:
+            registered = self.graphs.get(graph_name)
+        else:  # not in the index (run outside the runtime): only the checkpointer knows it
+            if not await self._decider.incident_exists(incident_id):
+                raise NotFound(f"no incident {incident_id!r}")
             names = self.graphs.names()
             if len(names) != 1:
                 raise ConfigurationError(
-                    f"incident {incident_id!r} has no approval yet, so its graph is unknown: "
-                    "register exactly one graph, or read it with the graph's own aget_state()"
+                    f"incident {incident_id!r} is not in the incident index, so its graph is "
+                    "unknown: register exactly one graph, or read it with the graph's own "
+                    "aget_state()"
                 )
             registered = self.graphs.get(names[0])
         state = await registered.compiled.aget_state(
