@@ -7,6 +7,9 @@
     durable-ir incidents show ID
     durable-ir incidents approve ID --by NAME [--reason R] [--graph MODULE:ATTRIBUTE]
     durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTRIBUTE]
+    durable-ir serve [--host H] [--port P] [--database-url URL] [--graph MODULE:ATTRIBUTE]
+    durable-ir token hash            (the token on stdin; prints its SHA-256)
+    durable-ir token new NAME --role ROLE [--role ROLE …]
 
 Every ``incidents`` command takes ``--database-url`` (default ``$DURABLE_IR_DATABASE_URL``,
 else ``sqlite:///durable_ir.db``) and ``--json`` (machine-readable output on stdout).
@@ -21,6 +24,12 @@ returning one, called without arguments. It defaults to the demo agent,
 was recorded with. The current directory is importable, so ``--graph my_agent:build`` works
 from a project's root.
 
+``serve`` runs the incident API (the ``service`` extra: ``pip install 'durable-ir[service]'``)
+on the demo agent's graph unless ``--graph`` names another; settings come from the
+environment (see ``docs/service.md``). ``token hash`` prints the SHA-256 that
+``DURABLE_IR_API_TOKENS`` stores for a token read from stdin; ``token new`` makes a random
+token and prints it with its ``DURABLE_IR_API_TOKENS`` entry.
+
 Exit codes: 0 done; 1 unexpected failure (e.g. the database is unreachable); 2 bad input (a
 malformed or refused decision, an unknown option, a ``--graph`` that does not load, a SQLite
 file that does not exist); 3 no such incident; 4 conflict: the incident is not waiting for a
@@ -34,6 +43,9 @@ Example:
     >>> args = build_parser().parse_args(["incidents", "approve", "INC-1", "--by", "alice"])
     >>> args.action, args.incident, args.by, args.graph
     ('approve', 'INC-1', 'alice', 'durable_ir.demo.agent:build_demo_graph')
+    >>> args = build_parser().parse_args(["serve", "--port", "9000"])
+    >>> args.command, args.host, args.port, args.graph
+    ('serve', '127.0.0.1', 9000, None)
 """
 
 from __future__ import annotations
@@ -148,7 +160,61 @@ def build_parser() -> argparse.ArgumentParser:
         "reject", parents=[common, deciding], help="reject the pending plan (escalates)"
     )
     reject.add_argument("--reason", required=True, help="why (required)")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the incident API (needs the service extra)",
+        description="Serve the incident API with uvicorn. Settings (API tokens, SLA interval, "
+        "Slack, body limit, …) come from the environment: see docs/service.md.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--database-url",
+        help="default: $DURABLE_IR_DATABASE_URL, else sqlite:///durable_ir.db",
+    )
+    serve.add_argument(
+        "--graph",
+        help="module:attribute of the incident graph to serve (as for `incidents approve`); "
+        "default: the demo agent's graph",
+    )
+    serve.add_argument(
+        "--graph-name",
+        help="the name the graph is registered under (default: $DURABLE_IR_GRAPH_NAME, else "
+        "demo-agent for the demo graph, incident for others)",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+
+    token = commands.add_parser("token", help="API tokens for the service")
+    token_actions = token.add_subparsers(dest="action", required=True)
+    token_actions.add_parser(
+        "hash",
+        help="print the SHA-256 of the token read from stdin (what DURABLE_IR_API_TOKENS keeps)",
+    )
+    new = token_actions.add_parser(
+        "new", help="make a random token; print it and its DURABLE_IR_API_TOKENS entry"
+    )
+    new.add_argument("identity", help="who holds it (recorded on their decisions)")
+    new.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["viewer", "approver", "lead", "ingest"],
+        help="repeat for several roles",
+    )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0–65535), got {text!r}")
+    return value
 
 
 def _limit(text: str) -> int:
@@ -462,6 +528,70 @@ def _run_incidents(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print(
+            "durable-ir serve: needs the service extra: pip install 'durable-ir[service]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from durable_ir.errors import ConfigurationError
+    from durable_ir.service.server import serve
+
+    try:
+        if args.database_url:
+            _check_url(args.database_url)
+        graph = load_graph(args.graph) if args.graph else None
+        serve(
+            host=args.host,
+            port=args.port,
+            database_url=args.database_url,
+            graph=graph,
+            graph_name=args.graph_name,
+            log_level=args.log_level,
+        )
+    except (CliError, ConfigurationError) as exc:
+        print(f"durable-ir serve: {exc}", file=sys.stderr)
+        return exc.code if isinstance(exc, CliError) else EXIT_USAGE
+    return EXIT_OK
+
+
+def _check_url(url: str) -> None:
+    from durable_ir.persistence import parse_database_url
+
+    parse_database_url(url)  # ConfigurationError naming the problem
+
+
+def _token(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    if args.action == "hash":
+        token = sys.stdin.readline().strip()
+        if not token:
+            print("durable-ir token hash: no token on stdin", file=sys.stderr)
+            return EXIT_USAGE
+        print(hashlib.sha256(token.encode("utf-8")).hexdigest())
+        return EXIT_OK
+    if not args.identity.strip() or args.identity.startswith("system:"):
+        print(
+            "durable-ir token new: identities starting with system: are reserved", file=sys.stderr
+        )
+        return EXIT_USAGE
+    token = secrets.token_urlsafe(32)
+    entry = {
+        "identity": args.identity,
+        "roles": sorted(set(args.role)),
+        "token_sha256": hashlib.sha256(token.encode("utf-8")).hexdigest(),
+    }
+    print(f"token (give it to {args.identity}; it is not stored anywhere): {token}")
+    print(f"DURABLE_IR_API_TOKENS entry: {json.dumps(entry)}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
@@ -475,6 +605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "incidents":
         return _run_incidents(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "token":
+        return _token(args)
     return EXIT_USAGE
 
 

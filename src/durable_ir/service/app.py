@@ -1,0 +1,96 @@
+"""The app factory: :func:`create_app` returns the FastAPI application of the incident API.
+
+Example:
+    >>> from durable_ir.service import create_app
+    >>> app = create_app(database_url="memory://")
+    >>> sorted(path for path in app.openapi()["paths"] if "incidents" in path)
+    ['/incidents', '/incidents/{incident_id}', '/incidents/{incident_id}/approve', \
+'/incidents/{incident_id}/reject']
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from fastapi import FastAPI
+
+from durable_ir import __version__
+from durable_ir.builder import IncidentGraphBuilder
+from durable_ir.graphs import AnyGraph
+from durable_ir.service.auth import Authenticator, BearerTokens
+from durable_ir.service.errors import install_error_handlers
+from durable_ir.service.lifespan import ServiceConfig, service_lifespan
+from durable_ir.service.limits import BodySizeLimit
+from durable_ir.service.routes import alerts, decisions, health, incidents, slack
+from durable_ir.service.settings import ServiceSettings
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Incident-response agents whose human approvals survive crashes and races.
+
+Alerts open incidents (`POST /alerts`); the agent investigates, plans, dry-runs, and pauses
+for approval; people approve or reject (`POST /incidents/{id}/approve|reject`, or Slack
+buttons). A decision is recorded durably before it is acknowledged (202), exactly one
+decision wins (the others get 409 naming the winner), and an approval nobody decides in time
+expires and escalates.
+
+Authenticate with `Authorization: Bearer <token>`. Every error is
+`{"error": {"code", "message", "winner"?}}`.
+"""
+
+
+def _graph(graph: Any) -> tuple[AnyGraph, str | None]:
+    if graph is None:
+        from durable_ir.demo.agent import DEMO_GRAPH_NAME, build_demo_graph
+
+        return build_demo_graph(), DEMO_GRAPH_NAME
+    if isinstance(graph, IncidentGraphBuilder):
+        return graph.build(), None
+    return graph, None
+
+
+def create_app(
+    *,
+    database_url: str | None = None,
+    graph: AnyGraph | IncidentGraphBuilder | None = None,
+    auth: Authenticator | None = None,
+    settings: ServiceSettings | None = None,
+) -> FastAPI:
+    """The incident API as a FastAPI app (serve it with uvicorn; see ``docs/service.md``).
+
+    - ``database_url``: overrides ``settings.database_url`` (default
+      ``$DURABLE_IR_DATABASE_URL``, else ``sqlite:///durable_ir.db``);
+    - ``graph``: the incident graph to run and resume (a ``StateGraph``, a compiled graph or
+      an :class:`~durable_ir.IncidentGraphBuilder`); default: the demo agent's, on its
+      simulated fleet. Every replica serving one database must serve the same graph under
+      the same name (``settings.graph_name``);
+    - ``auth``: an :class:`~durable_ir.service.auth.Authenticator`; default: bearer tokens
+      from ``settings.api_tokens``;
+    - ``settings``: default :meth:`ServiceSettings.from_env`.
+
+    The runtime is opened when the app starts (its lifespan), not here.
+    """
+    settings = settings if settings is not None else ServiceSettings.from_env()
+    if database_url is not None:
+        settings = replace(settings, database_url=database_url)
+    served, default_name = _graph(graph)
+    authenticator = auth if auth is not None else BearerTokens(settings.api_tokens)
+    config = ServiceConfig(
+        settings=settings,
+        graph=served,
+        graph_name=settings.graph_name or default_name,
+        auth=authenticator,
+    )
+    app = FastAPI(
+        title="durable-ir incident API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=service_lifespan(config),
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (health.router, alerts.router, incidents.router, decisions.router, slack.router):
+        app.include_router(router)
+    return app

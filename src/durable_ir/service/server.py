@@ -1,0 +1,38 @@
+"""``durable-ir serve``: the incident API under uvicorn.
+
+Example:
+    >>> callable(serve)
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["serve"]
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    database_url: str | None = None,
+    graph: Any = None,
+    graph_name: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve :func:`~durable_ir.service.create_app` (settings from the environment) until
+    interrupted. ``graph`` as for ``create_app``; ``graph_name`` overrides
+    ``DURABLE_IR_GRAPH_NAME``."""
+    from dataclasses import replace
+
+    import uvicorn
+
+    from durable_ir.service.app import create_app
+    from durable_ir.service.settings import ServiceSettings
+
+    settings = ServiceSettings.from_env()
+    if graph_name is not None:
+        settings = replace(settings, graph_name=graph_name)
+    app = create_app(database_url=database_url, graph=graph, settings=settings)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
