@@ -371,3 +371,27 @@ async def test_edits_are_refused_when_the_approval_node_cannot_be_found(
         assert (await rt.history(incident))[0].is_pending
         await rt.decide(incident, Approve(by="alice"))
         assert (await rt.get(incident)).status == "finished"
+
+
+async def test_a_decision_can_be_recorded_now_and_applied_later(
+    database_url: str, counter_dir: Path
+) -> None:
+    incident = new_id()
+    async with open_runtime(database_url) as rt:
+        await rt.start(build_graph(counter_dir), {}, incident_id=incident)
+        with pytest.raises(NotFound):
+            await rt.record_decision("no-such-incident", Approve(by="alice"))
+        record = await rt.record_decision(incident, Approve(by="alice"))
+        assert record.decided_by == "alice" and record.applied_at is None
+        assert (await rt.get(incident)).status == "resuming"  # durable, not yet applied
+        assert Counters(counter_dir).read(incident).get("apply", 0) == 0
+        with pytest.raises(Conflict) as lost:
+            await rt.record_decision(incident, Reject(by="bob", reason="late"))
+        assert lost.value.winner is not None and lost.value.winner.decided_by == "alice"
+
+        async with rt.store.locks.hold(incident):  # another worker holds the incident
+            assert await rt.apply_decision(record, wait=0) is False
+        assert await rt.apply_decision(record) is True
+        assert (await rt.get(incident)).status == "finished"
+        assert await rt.apply_decision(record) is True  # idempotent: nothing left to do
+    assert Counters(counter_dir).read(incident)["apply"] == 1

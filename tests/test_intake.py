@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from durable_ir import Approve, Conflict, FixedClock, InvalidInput, open_runtime, parse_alert
+from durable_ir import (
+    Approve,
+    Conflict,
+    FixedClock,
+    InvalidInput,
+    NotFound,
+    open_runtime,
+    parse_alert,
+)
 from durable_ir.records import NewIncident
 from support.incident_parts import ALERT, build_incident_graph, fired_at
 from support.processes import JsonLineProcess
@@ -154,3 +162,20 @@ async def test_extra_input_reaches_the_graph_and_must_be_json(counter_dir: Path)
         assert result.snapshot is not None and result.snapshot.pending_approval is not None
         approval = result.snapshot.pending_approval
         assert (approval.deadline_at - approval.requested_at).total_seconds() == 90
+
+
+async def test_an_incident_can_be_opened_now_and_run_later(
+    durable_url: str, counter_dir: Path
+) -> None:
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime(durable_url) as rt:
+        opened = await rt.ingest(graph, ALERT, run=False)
+        assert opened.created and opened.snapshot is None and opened.incident is not None
+        incident_id = opened.incident.incident_id
+        assert (await rt.ingest(graph, ALERT, run=False)).created is False  # deduplicated
+        snapshot = await rt.start_opened(incident_id)
+        assert snapshot.status == "awaiting_approval"
+        with pytest.raises(Conflict, match="started already"):
+            await rt.start_opened(incident_id)
+        with pytest.raises(NotFound):
+            await rt.start_opened("never-opened")

@@ -120,6 +120,7 @@ class Runtime:
         self.clock = clock
         self.sla = sla or SlaPolicy()
         self.graphs = GraphRegistry(store.checkpointer)
+        self._lock_timeout = lock_timeout
         self._decider = Decider(store, self.graphs, self._services, clock, lock_timeout)
 
     def _services(self, graph_name: str) -> NodeServices:
@@ -189,6 +190,7 @@ class Runtime:
         graph_name: str | None = None,
         incident_id: str | None = None,
         extra_input: Mapping[str, Any] | None = None,
+        run: bool = True,
     ) -> Intake:
         """Open an incident for ``alert`` and run it until it pauses or ends — unless an open
         incident has the same fingerprint, in which case the alert is attached to it.
@@ -200,6 +202,9 @@ class Runtime:
         resolution (Alertmanager's ``resolved``) never opens an incident. Concurrent copies of
         one alert, from any number of processes, open one incident: the index's unique open
         fingerprint decides.
+
+        With ``run=False`` the incident is only opened (indexed, with its input); run it with
+        :meth:`start_opened` — or recovery starts it, if this process dies first.
         """
         parsed = check_alert(alert)
         registered = self.register(graph, name=graph_name)
@@ -225,12 +230,34 @@ class Runtime:
                 row.alerts_received,
             )
             return Intake(row, created=False)
+        if not run:
+            return Intake(row, created=True)
         try:
             async with self.store.locks.hold(incident_id, wait=0):
                 await self._run_first(registered, incident_id, run_input)
         except IncidentBusy:  # recovery picked it up first: it runs there
             pass
         return Intake(row, created=True, snapshot=await self.get(incident_id))
+
+    async def start_opened(self, incident_id: str) -> IncidentSnapshot:
+        """Run an incident opened with ``ingest(..., run=False)`` until it pauses or ends.
+
+        ``NotFound`` if it was never opened; ``Conflict`` if it has started already (here,
+        elsewhere, or by recovery).
+        """
+        incident_id = validate_incident_id(incident_id)
+        row = await self.store.ledger.get_incident(incident_id)
+        if row is None:
+            raise NotFound(f"no incident {incident_id!r}")
+        registered = self.graphs.get(row.graph)
+        try:
+            async with self.store.locks.hold(incident_id, wait=0):
+                if row.started_at is not None or await self._decider.incident_exists(incident_id):
+                    raise Conflict(f"incident {incident_id!r} has started already")
+                await self._run_first(registered, incident_id, row.alert)
+        except IncidentBusy:
+            raise Conflict(f"incident {incident_id!r} is being run by another worker") from None
+        return await self.get(incident_id)
 
     async def start_unstarted(self, *, older_than: float = 60.0, limit: int = 100) -> list[str]:
         """Start incidents that were opened but whose first run never began (the process
@@ -264,6 +291,25 @@ class Runtime:
         ``approval_id`` pins the decision to the request the decider saw.
         """
         return await self._decider.decide(incident_id, decision, approval_id=approval_id)
+
+    async def record_decision(
+        self, incident_id: str, decision: Decision, *, approval_id: str | None = None
+    ) -> ApprovalRecord:
+        """The first half of :meth:`decide`: validate ``decision`` and record it durably,
+        without resuming the graph; the same errors as :meth:`decide`. Hand it over with
+        :meth:`apply_decision` — or, if this process dies first, recovery does.
+
+        For an HTTP handler that answers as soon as the decision is durable (202) and lets
+        the graph go on in the background.
+        """
+        return await self._decider.record(incident_id, decision, approval_id=approval_id)
+
+    async def apply_decision(self, record: ApprovalRecord, *, wait: float | None = None) -> bool:
+        """The second half of :meth:`decide`: take the incident's lock (waiting up to
+        ``wait`` seconds, default this runtime's ``lock_timeout``) and hand ``record``'s
+        decision to its graph. False if the incident stayed busy: its holder or recovery
+        applies it. Idempotent."""
+        return await self._decider.apply(record, wait=self._lock_timeout if wait is None else wait)
 
     async def apply_recorded_decision(self, record: ApprovalRecord) -> bool:
         """Hand a recorded decision to its graph; the caller holds the incident's lock

@@ -84,6 +84,34 @@ class Decider:
         self, incident_id: str, decision: Decision, *, approval_id: str | None = None
     ) -> DecisionResult:
         """Record ``decision`` on the incident's pending approval, then apply it."""
+        row = await self.record(incident_id, decision, approval_id=approval_id)
+        applied = await self.apply(row, wait=self._lock_timeout)
+        if not applied:
+            log.warning(
+                "incident %s is busy; its decision %s is recorded and will be applied by the "
+                "running worker or by recovery",
+                row.incident_id,
+                row.approval_id,
+            )
+            return DecisionResult(record=row, applied=False)
+        current = await self._store.ledger.get(row.approval_id)
+        return DecisionResult(record=current or row, applied=True)
+
+    async def apply(self, row: ApprovalRecord, *, wait: float | None) -> bool:
+        """Take the incident's lock (waiting up to ``wait`` seconds) and apply ``row``'s
+        decision; False if the incident stayed busy (its holder or recovery applies it)."""
+        try:
+            async with self._store.locks.hold(row.incident_id, wait=wait):
+                await self.apply_locked(row)
+        except IncidentBusy:
+            return False
+        return True
+
+    async def record(
+        self, incident_id: str, decision: Decision, *, approval_id: str | None = None
+    ) -> ApprovalRecord:
+        """Validate ``decision`` and record it durably on the incident's pending approval
+        (first writer wins); the graph does not have it yet."""
         incident_id = validate_incident_id(incident_id)
         decision = validate_decision(decision)
         ledger = self._store.ledger
@@ -139,19 +167,7 @@ class Decider:
             row.approval_id,
             row.decided_by,
         )
-        try:
-            async with self._store.locks.hold(incident_id, wait=self._lock_timeout):
-                await self.apply_locked(row)
-        except IncidentBusy:
-            log.warning(
-                "incident %s is busy; its decision %s is recorded and will be applied by the "
-                "running worker or by recovery",
-                incident_id,
-                row.approval_id,
-            )
-            return DecisionResult(record=row, applied=False)
-        current = await ledger.get(row.approval_id)
-        return DecisionResult(record=current or row, applied=True)
+        return row
 
     async def apply_locked(self, record: ApprovalRecord) -> bool:
         """Hand a recorded decision to its graph; the caller holds the incident's lock.

@@ -1,11 +1,10 @@
-"""Alert intake: each alert through ``Runtime.ingest``, answered as soon as it is indexed.
+"""Alert intake: each alert indexed (or attached) before the answer, its first run after it.
 
-``Runtime.ingest`` indexes the alert (or attaches it to the open incident with the same
-fingerprint) and then runs the new incident until it pauses or ends, in one call. The
-service gives each alert a fresh incident id, runs ``ingest`` in a background task, and
-answers as soon as the index holds that id (the alert opened an incident) or ``ingest``
-returned (it was attached). The first runs go on after the answer, at most
-``max_concurrent_runs`` at once; one whose process dies is started or continued by recovery.
+``Runtime.ingest(..., run=False)`` opens the incident — or attaches the alert to the open
+incident with the same fingerprint — and returns; the answer goes out, and a background task
+runs the new incident with ``Runtime.start_opened`` until it pauses or ends, at most
+``limit`` first runs at once. If this process dies first, recovery on any replica starts the
+incident from its indexed input.
 
 Example:
     >>> import asyncio
@@ -27,20 +26,17 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import uuid
+import contextlib
 from dataclasses import dataclass
 
 from durable_ir.alerts import Alert
+from durable_ir.errors import Conflict
 from durable_ir.graphs import AnyGraph
 from durable_ir.records import IncidentRecord
-from durable_ir.runtime import Intake, Runtime
+from durable_ir.runtime import Runtime
 from durable_ir.service.background import BackgroundRuns
 
 __all__ = ["Accepted", "AlertIntake"]
-
-_POLL_START_S = 0.005
-_POLL_MAX_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,30 +60,16 @@ class AlertIntake:
 
     async def accept(self, alert: Alert) -> Accepted:
         """Index ``alert`` (a firing one) and start its run in the background."""
-        incident_id = str(uuid.uuid4())
-        await self.runs.slots.acquire()
-        task = self.runs.spawn(
-            self._ingest(alert, incident_id), name=f"first run of incident {incident_id}"
-        )
-        ledger = self.runtime.store.ledger
-        pause = _POLL_START_S
-        while True:
-            row = await ledger.get_incident(incident_id)
-            if row is not None:  # indexed under our id: this alert opened it
-                return Accepted(row, created=True)
-            if task.done():
-                break
-            await asyncio.wait({task}, timeout=pause)
-            pause = min(pause * 2, _POLL_MAX_S)
-        intake = task.result()  # raises what ingest raised before indexing
+        intake = await self.runtime.ingest(self.graph, alert, graph_name=self.graph_name, run=False)
         if intake.incident is None:  # a resolution notice; callers filter these out
             raise ValueError("resolution notices open no incident")
+        if intake.created:
+            incident_id = intake.incident.incident_id
+            self.runs.spawn(self._first_run(incident_id), name=f"first run of {incident_id}")
         return Accepted(intake.incident, created=intake.created)
 
-    async def _ingest(self, alert: Alert, incident_id: str) -> Intake:
-        try:
-            return await self.runtime.ingest(
-                self.graph, alert, graph_name=self.graph_name, incident_id=incident_id
-            )
-        finally:
-            self.runs.slots.release()
+    async def _first_run(self, incident_id: str) -> None:
+        # Conflict: recovery or another replica started it, and it runs there.
+        async with self.runs.slots:
+            with contextlib.suppress(Conflict):
+                await self.runtime.start_opened(incident_id)

@@ -151,24 +151,23 @@ async def incident_detail(runtime: Runtime, incident_id: str) -> IncidentDetail:
     """One incident: index row, graph state highlights, approvals; ``NotFound`` if unknown."""
     incident_id = validate_incident_id(incident_id)
     ledger = runtime.store.ledger
-    row = await ledger.get_incident(incident_id)
-    approvals = await ledger.history(incident_id)
-    latest = approvals[-1] if approvals else None
     values: dict[str, Any] | None = None
     next_nodes: list[str] = []
     status: IncidentStatus | None = None
-    if row is None or row.graph in runtime.graphs:
-        try:
-            snapshot = await runtime.get(incident_id)
-        except NotFound:
-            snapshot = None
-        except ConfigurationError:  # its graph is not served here: read the checkpoint raw
-            snapshot = None
-            values = await _raw_values(runtime, incident_id)
-        if snapshot is not None:
-            values, next_nodes, status = snapshot.values, list(snapshot.next), snapshot.status
-    else:
+    # The run's state first, the index row after it: a run that ends in between is then seen
+    # finished *and* closed (the runtime closes the row before it marks the decision applied).
+    try:
+        snapshot = await runtime.get(incident_id)
+    except NotFound:
+        snapshot = None
+    except ConfigurationError:  # its graph is not served here: read the checkpoint raw
+        snapshot = None
         values = await _raw_values(runtime, incident_id)
+    if snapshot is not None:
+        values, next_nodes, status = snapshot.values, list(snapshot.next), snapshot.status
+    row = await ledger.get_incident(incident_id)
+    approvals = snapshot.approvals if snapshot is not None else await ledger.history(incident_id)
+    latest = approvals[-1] if approvals else None
     if row is None and values is None and not approvals:
         raise NotFound(f"no incident {incident_id!r}")
     values = values or {}
