@@ -169,6 +169,24 @@ async def test_unknown_ids(ledger: ApprovalLedger) -> None:
     assert await ledger.unapplied() == []
 
 
+async def test_latest_many_is_latest_for_each_incident_at_once(ledger: ApprovalLedger) -> None:
+    expected = {}
+    for n in range(600):  # more than one SQLite IN (...) chunk
+        incident = f"inc-{n}"
+        await ledger.register(new(f"{incident}-old", incident, requested_at=T0))
+        if n % 3:
+            late = T0 + timedelta(seconds=n)
+            expected[incident] = await ledger.register(new(f"{incident}-new", incident,
+                                                           requested_at=late))  # fmt: skip
+        else:
+            expected[incident] = await ledger.latest(incident)
+    asked = [*expected, "inc-none", "inc-1", "inc-1"]
+    found = await ledger.latest_many(asked)
+    assert found == expected
+    assert found == {i: await ledger.latest(i) for i in expected}
+    assert await ledger.latest_many([]) == {}
+
+
 async def test_history_and_latest_order_by_request_time(ledger: ApprovalLedger) -> None:
     # Registered out of order, with another incident interleaved and a tie on requested_at.
     order = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -84,6 +84,16 @@ class ApprovalLedger(ABC):
     @abstractmethod
     async def latest(self, incident_id: str) -> ApprovalRecord | None:
         """The most recent approval of ``incident_id``, or ``None`` if it never asked for one."""
+
+    async def latest_many(self, incident_ids: Sequence[str]) -> dict[str, ApprovalRecord]:
+        """:meth:`latest` for many incidents at once (those with no approval are absent): one
+        query on the database backends, for listing incidents."""
+        found: dict[str, ApprovalRecord] = {}
+        for incident_id in dict.fromkeys(incident_ids):
+            row = await self.latest(incident_id)
+            if row is not None:
+                found[incident_id] = row
+        return found
 
     @abstractmethod
     async def record_decision(

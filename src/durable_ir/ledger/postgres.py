@@ -10,7 +10,7 @@ one open incident, in any number of processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -208,6 +208,17 @@ class PostgresLedger(ApprovalLedger):
             " ORDER BY requested_at DESC, approval_id DESC LIMIT 1",
             (incident_id,),
         )
+
+    async def latest_many(self, incident_ids: Sequence[str]) -> dict[str, ApprovalRecord]:
+        if not incident_ids:
+            return {}
+        rows = await self._all(
+            f"SELECT DISTINCT ON (incident_id) {_COLUMNS} FROM durable_ir_approvals"
+            " WHERE incident_id = ANY(%s)"
+            " ORDER BY incident_id, requested_at DESC, approval_id DESC",
+            (list(dict.fromkeys(incident_ids)),),
+        )
+        return {row.incident_id: row for row in rows}
 
     async def record_decision(
         self, approval_id: str, decision: DecisionWrite

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,6 +108,8 @@ CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
     ON durable_ir_notifications (incident_id, sent_at);
 """
 
+_IN_CHUNK = 500
+"""Ids per ``IN (…)`` list: well under SQLite's bound-parameter limit."""
 _COLUMNS = (
     "approval_id, incident_id, graph, node, request, severity, requested_at, deadline_at,"
     " status, decided_by, decided_at, reason, edited_plan, applied_at, next_due_at,"
@@ -196,6 +198,21 @@ class SqliteLedger(ApprovalLedger):
             " ORDER BY requested_at DESC, approval_id DESC LIMIT 1",
             (incident_id,),
         )
+
+    async def latest_many(self, incident_ids: Sequence[str]) -> dict[str, ApprovalRecord]:
+        unique = list(dict.fromkeys(incident_ids))
+        found: dict[str, ApprovalRecord] = {}
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._all(
+                f"SELECT {_COLUMNS} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY incident_id"
+                " ORDER BY requested_at DESC, approval_id DESC) AS newest"
+                f" FROM durable_ir_approvals WHERE incident_id IN ({marks})) WHERE newest = 1",
+                tuple(chunk),
+            )
+            found.update((row.incident_id, row) for row in rows)
+        return found
 
     async def record_decision(
         self, approval_id: str, decision: DecisionWrite

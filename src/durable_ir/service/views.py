@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -71,8 +70,8 @@ def _summary_fields(
 async def list_incidents(
     runtime: Runtime, *, status: StatusFilter | None, limit: int
 ) -> list[IncidentSummary]:
-    """Incidents newest first. Only open ones cost a ledger read (their latest approval);
-    closed ones are the index row alone."""
+    """Incidents newest first: one index read and one ledger read (the latest approval of the
+    open ones, all at once); closed ones are the index row alone."""
     if status in ("open", "closed"):
         rows = await runtime.incidents(status=status, limit=limit)
     elif status == "finished":
@@ -81,22 +80,16 @@ async def list_incidents(
         rows = await runtime.incidents(limit=limit)
     else:
         rows = await runtime.incidents(status="open", limit=_SCAN_LIMIT)
-    ledger = runtime.store.ledger
-    latest = await asyncio.gather(
-        *(ledger.latest(row.incident_id) if row.is_open else _none() for row in rows)
-    )
+    latest = await runtime.store.ledger.latest_many([r.incident_id for r in rows if r.is_open])
     summaries = []
-    for row, last in zip(rows, latest, strict=True):
+    for row in rows:
+        last = latest.get(row.incident_id)
         row_status = run_status(row.status, last)
         if status not in (None, "open", "closed") and row_status != status:
             continue
         pending = last if last is not None and last.is_pending else None
         summaries.append(IncidentSummary(**_summary_fields(row, row_status, pending, full=False)))
     return summaries[:limit]
-
-
-async def _none() -> None:
-    return None
 
 
 async def _raw_values(runtime: Runtime, incident_id: str) -> dict[str, Any] | None:
