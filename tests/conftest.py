@@ -3,7 +3,8 @@
 PostgreSQL tests get a fresh database each (created and dropped here) on the server that
 ``support.postgres`` resolves: ``$DURABLE_IR_TEST_POSTGRES_URL``, else 127.0.0.1:5432, else an
 embedded pgserver. With ``DURABLE_IR_REQUIRE_POSTGRES`` set (as ``.ci/run`` does), a missing
-server fails the tests instead of skipping them.
+server fails the tests instead of skipping them. Tests marked ``browser`` drive
+/usr/bin/chromium; with ``DURABLE_IR_REQUIRE_BROWSER`` set, its absence fails them too.
 """
 
 from __future__ import annotations
@@ -29,11 +30,17 @@ ALL_BACKENDS = [
 DURABLE_BACKENDS = ALL_BACKENDS[1:]
 
 
+# Markers .ci/run must see in the junit report: a skipped test carrying one fails CI.
+CI_REQUIRED_MARKERS = ("postgres", "browser")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Lets .ci/run see, from the junit report, which skipped tests needed PostgreSQL.
+    # Lets .ci/run see, from the junit report, which skipped tests needed PostgreSQL or a
+    # browser (DURABLE_IR_REQUIRE_POSTGRES / DURABLE_IR_REQUIRE_BROWSER make them fail).
     for item in items:
-        if item.get_closest_marker("postgres"):
-            item.user_properties.append(("markers", "postgres"))
+        for marker in CI_REQUIRED_MARKERS:
+            if item.get_closest_marker(marker):
+                item.user_properties.append(("markers", marker))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@
 - :func:`create_app` (``app.py``): the app factory;
 - ``settings.py``: :class:`ServiceSettings` from the environment;
 - ``auth.py``: bearer tokens, roles, the :class:`Authenticator` protocol for your own;
-- ``routes/``: alerts, incidents, decisions, Slack, health;
+- ``routes/``: alerts, incidents, decisions, Slack, health, and ``GET /console``, the
+  approval console (``console/``: plain HTML, CSS and JS);
 - ``models.py``, ``errors.py``: the JSON and the one error shape;
 - ``deciding.py``: record a decision, answer, apply it in the background;
 - ``intake.py``: alerts indexed before the answer, first runs after it;

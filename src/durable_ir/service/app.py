@@ -22,7 +22,7 @@ from durable_ir.service.auth import Authenticator, BearerTokens
 from durable_ir.service.errors import install_error_handlers
 from durable_ir.service.lifespan import ServiceConfig, service_lifespan
 from durable_ir.service.limits import BodySizeLimit
-from durable_ir.service.routes import alerts, decisions, health, incidents, slack
+from durable_ir.service.routes import alerts, console, decisions, health, incidents, slack
 from durable_ir.service.settings import ServiceSettings
 
 __all__ = ["create_app"]
@@ -93,4 +93,5 @@ def create_app(
     install_error_handlers(app)
     for router in (health.router, alerts.router, incidents.router, decisions.router, slack.router):
         app.include_router(router)
+    app.include_router(console.router)  # GET /console: the approval console (not in the schema)
     return app
