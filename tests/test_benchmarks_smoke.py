@@ -1,0 +1,80 @@
+"""The benchmarks keep running: each script's ``--smoke`` mode, as a subprocess, ends with its
+machine-readable line. No timing is asserted (the numbers are for people, not for CI)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+NUMBER = r"\d+(?:\.\d+)?"
+
+pytestmark = pytest.mark.slow
+
+
+def run_smoke(script: str, *args: str) -> list[str]:
+    """Run ``benchmarks/<script> --smoke args…``; its stdout lines (fails with stderr)."""
+    env = dict(os.environ)
+    env.pop("DURABLE_IR_BENCH_POSTGRES_URL", None)
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{script} exited with {proc.returncode}:\n{proc.stderr[-5000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"{script} printed nothing:\n{proc.stderr[-5000:]}"
+    return lines
+
+
+@pytest.mark.postgres
+def test_throughput_smoke_postgres(postgres_server: str) -> None:
+    lines = run_smoke("throughput.py", "--store", "postgres", "--url", postgres_server)
+    dbos = r"n/a" if importlib.util.find_spec("dbos") is None else NUMBER
+    pattern = (
+        rf"throughput store=postgres incidents=\d+ ours_per_s={NUMBER} "
+        rf"handwritten_per_s={NUMBER} ratio={NUMBER} decide_p50_ms={NUMBER} "
+        rf"handwritten_resume_p50_ms={NUMBER} dbos_per_s={dbos}"
+    )
+    assert re.fullmatch(pattern, lines[-1]), lines[-1]
+    table = "\n".join(lines)
+    assert "hand-written LangGraph" in table and "durable-ir" in table
+    if dbos == "n/a":
+        assert "DBOS" in table and "skipped" in table
+
+
+def test_throughput_smoke_sqlite() -> None:
+    lines = run_smoke("throughput.py", "--store", "sqlite")
+    pattern = (
+        rf"throughput store=sqlite incidents=\d+ ours_per_s={NUMBER} "
+        rf"handwritten_per_s={NUMBER} ratio={NUMBER} decide_p50_ms={NUMBER} "
+        rf"handwritten_resume_p50_ms={NUMBER} dbos_per_s=n/a"
+    )
+    assert re.fullmatch(pattern, lines[-1]), lines[-1]
+    assert any("DBOS" in line and "skipped" in line for line in lines)
+
+
+@pytest.mark.postgres
+def test_scale_out_smoke(postgres_server: str) -> None:
+    lines = run_smoke("scale_out.py", "--url", postgres_server)
+    pattern = rf"scale_out workers1_per_s={NUMBER} workers2_per_s={NUMBER} scaling={NUMBER}"
+    assert re.fullmatch(pattern, lines[-1]), lines[-1]
+
+
+@pytest.mark.postgres
+def test_paused_memory_smoke(postgres_server: str) -> None:
+    lines = run_smoke("paused_memory.py", "--url", postgres_server)
+    pattern = rf"paused_memory rss_mb_\w+={NUMBER} rss_mb_\w+={NUMBER} growth={NUMBER}"
+    assert re.fullmatch(pattern, lines[-1]), lines[-1]
