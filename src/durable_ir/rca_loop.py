@@ -54,7 +54,14 @@ from durable_ir.rca.analysis import (
 from durable_ir.rca.analyzers.validation import check_hypothesis
 from durable_ir.rca.evidence import EvidenceWindow, Gatherer, parse_evidence
 
-__all__ = ["RcaConfig", "RcaRoute", "RcaState", "build_rca_loop", "route_after_rca"]
+__all__ = [
+    "RcaConfig",
+    "RcaOutput",
+    "RcaRoute",
+    "RcaState",
+    "build_rca_loop",
+    "route_after_rca",
+]
 
 log = logging.getLogger("durable_ir.rca")
 
@@ -133,6 +140,15 @@ class RcaConfig:
         return self.windows[-1] * self.growth ** (attempt - len(self.windows))
 
 
+class RcaOutput(TypedDict, total=False):
+    """What the loop hands back (to a parent graph, or from ``ainvoke``): its attempts and its
+    conclusion — not the alert or the working evidence, which a parent would only store
+    again."""
+
+    rca_attempts: Annotated[list[dict[str, Any]], operator.add]
+    rca: dict[str, Any]
+
+
 def _alert_time(alert: dict[str, Any], clock: Clock) -> datetime:
     fired = alert.get("fired_at")
     if fired is None:
@@ -171,7 +187,7 @@ def build_rca_loop(
     *,
     clock: Clock = system_clock,
     sleep: Callable[[float], Any] = asyncio.sleep,
-) -> StateGraph[RcaState, Any, RcaState, RcaState]:
+) -> StateGraph[RcaState, Any, RcaState, RcaOutput]:
     """The RCA loop as an uncompiled ``StateGraph`` (see the module doc).
 
     ``clock`` supplies the window's end when the alert has no ``fired_at``; ``sleep`` is the
@@ -306,7 +322,9 @@ def build_rca_loop(
             },
         }
 
-    builder: StateGraph[RcaState, Any, RcaState, RcaState] = StateGraph(RcaState)
+    builder: StateGraph[RcaState, Any, RcaState, RcaOutput] = StateGraph(
+        RcaState, output_schema=RcaOutput
+    )
     builder.add_node("gather_evidence", gather_evidence)
     builder.add_node("analyze", analyze)
     builder.add_node("conclude", conclude)

@@ -45,7 +45,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from durable_ir.alerts import Alert
-from durable_ir.approval.deciding import Decider, DecisionResult, validate_incident_id
+from durable_ir.approval.deciding import (
+    PAUSED_KEY,
+    Decider,
+    DecisionResult,
+    validate_incident_id,
+)
 from durable_ir.builder.nodes import check_alert
 from durable_ir.clock import Clock, system_clock
 from durable_ir.decisions import Decision
@@ -73,6 +78,40 @@ class Intake:
     incident: IncidentRecord | None
     created: bool
     snapshot: IncidentSnapshot | None = None
+
+
+def _snapshot_from_output(
+    registered: RegisteredGraph,
+    incident_id: str,
+    output: Any,
+    approvals: list[ApprovalRecord],
+) -> IncidentSnapshot | None:
+    """Where an incident stands, from the output of the run that just ended — when that is
+    unambiguous: the graph outputs its whole state, and the run either finished or paused on
+    exactly its latest, pending approval. ``None`` otherwise (read the checkpoint instead)."""
+    builder = registered.compiled.builder
+    if not isinstance(output, dict) or builder.output_schema is not builder.state_schema:
+        return None
+    values = {k: v for k, v in output.items() if k != PAUSED_KEY}
+    latest = approvals[-1] if approvals else None
+    paused = output.get(PAUSED_KEY)
+    if paused:
+        ids = {getattr(i, "id", None) for i in paused}
+        if latest is None or not latest.is_pending or ids != {latest.approval_id}:
+            return None
+        return IncidentSnapshot(
+            id=incident_id,
+            status="awaiting_approval",
+            values=values,
+            next=(latest.node,),
+            pending_approval=latest,
+            approvals=approvals,
+        )
+    if latest is not None and (latest.is_pending or latest.applied_at is None):
+        return None
+    return IncidentSnapshot(
+        id=incident_id, status="finished", values=values, next=(), approvals=approvals
+    )
 
 
 def _new_incident(incident_id: str, graph: str, run_input: Any, at: datetime) -> NewIncident:
@@ -161,26 +200,33 @@ class Runtime:
         incident_id = validate_incident_id(incident_id or str(uuid.uuid4()))
         try:
             async with self.store.locks.hold(incident_id, wait=0):
-                if await self._decider.incident_exists(incident_id):
-                    raise Conflict(f"incident {incident_id!r} already exists")
-                opened, row = await self.store.ledger.open_incident(
+                # The index knows every incident the runtime started (threads written to the
+                # checkpointer by other means are not looked up).
+                opened, _ = await self.store.ledger.open_incident(
                     _new_incident(incident_id, registered.name, input, self.clock())
                 )
-                if not opened and row.started_at is not None:
+                if not opened:
                     raise Conflict(f"incident {incident_id!r} already exists")
-                await self._run_first(registered, incident_id, input)
+                snapshot = await self._run_first(registered, incident_id, input)
         except IncidentBusy:
             raise Conflict(f"incident {incident_id!r} is being started by another worker") from None
-        return await self.get(incident_id)
+        return snapshot or await self.get(incident_id)
 
-    async def _run_first(self, registered: RegisteredGraph, incident_id: str, input: Any) -> None:
-        """The incident's first run; the caller holds its lock and has indexed it."""
+    async def _run_first(
+        self, registered: RegisteredGraph, incident_id: str, input: Any
+    ) -> IncidentSnapshot | None:
+        """The incident's first run; the caller holds its lock and has indexed it. Returns
+        where it stands, when the run's own output tells (else ``None``: ask :meth:`get`)."""
         config = registered.config(incident_id, self._services(registered.name))
         result = await registered.compiled.ainvoke(input, config, durability="sync")
         await self.store.ledger.mark_incident_started(incident_id, self.clock())
         await self._decider.close_if_ended(incident_id, result)
-        # A decision that arrived while this run held the lock is applied now.
-        await self._decider.apply_recorded(incident_id)
+        approvals = await self.store.ledger.history(incident_id)
+        if any(not r.is_pending and r.applied_at is None for r in approvals):
+            # A decision that arrived while this run held the lock is applied now.
+            await self._decider.apply_recorded(incident_id)
+            return None
+        return _snapshot_from_output(registered, incident_id, result, approvals)
 
     async def ingest(
         self,
@@ -232,12 +278,13 @@ class Runtime:
             return Intake(row, created=False)
         if not run:
             return Intake(row, created=True)
+        snapshot = None
         try:
             async with self.store.locks.hold(incident_id, wait=0):
-                await self._run_first(registered, incident_id, run_input)
+                snapshot = await self._run_first(registered, incident_id, run_input)
         except IncidentBusy:  # recovery picked it up first: it runs there
             pass
-        return Intake(row, created=True, snapshot=await self.get(incident_id))
+        return Intake(row, created=True, snapshot=snapshot or await self.get(incident_id))
 
     async def start_opened(self, incident_id: str) -> IncidentSnapshot:
         """Run an incident opened with ``ingest(..., run=False)`` until it pauses or ends.

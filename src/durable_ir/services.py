@@ -8,7 +8,7 @@ object stays out of the database.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -16,6 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from durable_ir.clock import Clock
 from durable_ir.errors import ConfigurationError
 from durable_ir.ledger import ApprovalLedger
+from durable_ir.records import ApprovalRecord
 from durable_ir.sla import SlaPolicy
 
 __all__ = ["SERVICES_CONFIG_KEY", "NodeServices", "services_from"]
@@ -31,6 +32,9 @@ class NodeServices:
     clock: Clock
     sla: SlaPolicy
     graph: str
+    decided: Mapping[str, ApprovalRecord] = field(default_factory=dict)
+    """Decisions the runtime read from the ledger, under the incident's lock, just before
+    this invocation: the approval node takes them from here instead of reading them again."""
 
 
 def services_from(config: RunnableConfig | Mapping[str, Any]) -> NodeServices:

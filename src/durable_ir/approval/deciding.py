@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langgraph.types import Command
@@ -85,8 +85,10 @@ class Decider:
     ) -> DecisionResult:
         """Record ``decision`` on the incident's pending approval, then apply it."""
         row = await self.record(incident_id, decision, approval_id=approval_id)
-        applied = await self.apply(row, wait=self._lock_timeout)
-        if not applied:
+        try:
+            async with self._store.locks.hold(row.incident_id, wait=self._lock_timeout):
+                _, current = await self._apply_locked(row, fresh=True)
+        except IncidentBusy:
             log.warning(
                 "incident %s is busy; its decision %s is recorded and will be applied by the "
                 "running worker or by recovery",
@@ -94,7 +96,6 @@ class Decider:
                 row.approval_id,
             )
             return DecisionResult(record=row, applied=False)
-        current = await self._store.ledger.get(row.approval_id)
         return DecisionResult(record=current or row, applied=True)
 
     async def apply(self, row: ApprovalRecord, *, wait: float | None) -> bool:
@@ -169,17 +170,27 @@ class Decider:
         )
         return row
 
-    async def apply_locked(self, record: ApprovalRecord) -> bool:
+    async def apply_locked(self, record: ApprovalRecord, *, fresh: bool = False) -> bool:
         """Hand a recorded decision to its graph; the caller holds the incident's lock.
 
-        Returns True if this call ran the graph, False if there was nothing left to do.
+        ``fresh``: ``record`` is the row this process just recorded, so the ledger need not
+        be read again (if another worker applied it meanwhile, the graph has moved past its
+        pause, and the checkpoint says so). Returns True if this call ran the graph, False if
+        there was nothing left to do.
         """
+        return (await self._apply_locked(record, fresh=fresh))[0]
+
+    async def _apply_locked(
+        self, record: ApprovalRecord, *, fresh: bool
+    ) -> tuple[bool, ApprovalRecord | None]:
         ledger = self._store.ledger
-        current = await ledger.get(record.approval_id)
+        current = record if fresh else await ledger.get(record.approval_id)
         if current is None or current.is_pending or current.applied_at is not None:
-            return False
+            return False, current
         graph = self._graphs.get(current.graph)
-        config = graph.config(current.incident_id, self._services_for(graph.name))
+        # The approval node gets the decision with the config: no second read of the row.
+        services = replace(self._services_for(graph.name), decided={current.approval_id: current})
+        config = graph.config(current.incident_id, services)
         state = await graph.compiled.aget_state(config)
         waiting = any(i.id == current.approval_id for i in state.interrupts)
         # If the run stopped before its pause was saved (it crashed, or the decision came in
@@ -199,7 +210,8 @@ class Decider:
                     # The approval node took the decision; a later stage failed.
                     await ledger.mark_applied(current.approval_id, self._clock())
                 raise
-        await ledger.mark_applied(current.approval_id, self._clock())
+        applied_at = self._clock()
+        await ledger.mark_applied(current.approval_id, applied_at)
         log.info(
             "applied %s on incident %s (approval %s)%s",
             current.status.value,
@@ -207,7 +219,7 @@ class Decider:
             current.approval_id,
             "" if ran else ": the graph had already moved past it",
         )
-        return ran
+        return ran, replace(current, applied_at=applied_at)
 
     async def close_if_ended(self, incident_id: str, result: Any) -> None:
         """Close the incident in the index if the run that returned ``result`` ended it (a run

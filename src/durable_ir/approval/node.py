@@ -191,43 +191,21 @@ class ApprovalNode:
         # interrupt() below names its interrupt by the same hash of the task namespace.
         approval_id = Interrupt.from_ns(None, namespace).id
 
-        record = await services.ledger.get(approval_id)
+        # A resume through the runtime hands the decision over with the config; otherwise
+        # register the request (insert-if-absent: a re-run gets the stored row back, with its
+        # original deadline) — one round trip either way.
+        record = services.decided.get(approval_id)
         if record is None:
-            plan = self.validate_plan(_read(state, self.plan_key))
-            severity = parse_severity(_read(state, self.severity_key) or self.default_severity)
-            requested_at = services.clock()
-            policy = self.sla or services.sla
-            deadline_at = policy.deadline_for(
-                severity, requested_at, override=self._window_override(state)
-            )
-            summary = _read(state, self.summary_key)
-            request = build_request(
-                approval_id=approval_id,
-                incident_id=incident_id,
-                graph=services.graph,
-                node=node,
-                severity=severity,
-                requested_at=requested_at,
-                deadline_at=deadline_at,
-                plan=plan,
-                summary=str(summary) if summary else f"Remediation plan for {incident_id}",
-                action_name=self.action_name,
-                allowed=self.allowed,
-                context={key: _read(state, key) for key in self.context_keys},
-            )
-            record = await services.ledger.register(
-                NewApproval(
-                    approval_id=approval_id,
-                    incident_id=incident_id,
-                    graph=services.graph,
-                    node=node,
-                    request=dict(request),
-                    severity=severity,
-                    requested_at=requested_at,
-                    deadline_at=deadline_at,
-                    next_due_at=policy.due_times(requested_at, deadline_at)[0],
-                )
-            )
+            try:
+                new = self._new_approval(state, services, approval_id, incident_id, node)
+            except InvalidInput:
+                # A request registered earlier stands even if its plan no longer validates
+                # here (a stricter allow-list deployed since): apply checks again before acting.
+                record = await services.ledger.get(approval_id)
+                if record is None:
+                    raise
+            else:
+                record = await services.ledger.register(new)
 
         if record.is_pending and self.auto_approve is not None:
             record = await self._auto_approve(record, state, services)
@@ -274,6 +252,48 @@ class ApprovalNode:
         if won:  # the graph takes the decision right here: nothing left for recovery
             await services.ledger.mark_applied(row.approval_id, services.clock())
         return row
+
+    def _new_approval(
+        self,
+        state: Any,
+        services: NodeServices,
+        approval_id: str,
+        incident_id: str,
+        node: str,
+    ) -> NewApproval:
+        plan = self.validate_plan(_read(state, self.plan_key))
+        severity = parse_severity(_read(state, self.severity_key) or self.default_severity)
+        requested_at = services.clock()
+        policy = self.sla or services.sla
+        deadline_at = policy.deadline_for(
+            severity, requested_at, override=self._window_override(state)
+        )
+        summary = _read(state, self.summary_key)
+        request = build_request(
+            approval_id=approval_id,
+            incident_id=incident_id,
+            graph=services.graph,
+            node=node,
+            severity=severity,
+            requested_at=requested_at,
+            deadline_at=deadline_at,
+            plan=plan,
+            summary=str(summary) if summary else f"Remediation plan for {incident_id}",
+            action_name=self.action_name,
+            allowed=self.allowed,
+            context={key: _read(state, key) for key in self.context_keys},
+        )
+        return NewApproval(
+            approval_id=approval_id,
+            incident_id=incident_id,
+            graph=services.graph,
+            node=node,
+            request=dict(request),
+            severity=severity,
+            requested_at=requested_at,
+            deadline_at=deadline_at,
+            next_due_at=policy.due_times(requested_at, deadline_at)[0],
+        )
 
     def outcome(self, record: ApprovalRecord) -> dict[str, Any]:
         """The state update for a decided record."""

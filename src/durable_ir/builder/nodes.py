@@ -52,6 +52,12 @@ def _services(config: RunnableConfig) -> NodeServices | None:
     return services if isinstance(services, NodeServices) else None
 
 
+def _notified(sent: list[dict[str, Any]]) -> Update:
+    """``state["notifications"]`` entries, only when there are some: an empty write would
+    still store a new copy of the list in the checkpoint."""
+    return {"notifications": sent} if sent else {}
+
+
 def _escalate(reason: str, detail: str) -> Update:
     return {"escalation": {"reason": reason, "detail": detail}}
 
@@ -172,7 +178,7 @@ class IncidentNodes:
         sent = await self.notify(config, {**state, **update}, "opened", summary=result.reason)
         return (
             update
-            | {"notifications": sent}
+            | _notified(sent)
             | self.event(config, "triage", f"{result.severity}: {result.reason}")
         )
 
@@ -275,7 +281,7 @@ class IncidentNodes:
         update: Update = {}
         decided: Update = {}
         if not done:  # first run: the decision is news
-            update["notifications"] = await self.notify_decision(config, state)
+            update |= _notified(await self.notify_decision(config, state))
             decided = self.decision_event(config, state)
         try:
             plan = self.allow_list.check(state.get("plan"))
@@ -361,7 +367,7 @@ class IncidentNodes:
         sent = await self.notify(config, state, "resolved", summary=detail)
         return {
             "outcome": {"status": "resolved", "reason": None, "at": self.now(config).isoformat()},
-            "notifications": sent,
+            **_notified(sent),
             **self.event(config, "resolve", f"resolved: {detail}"),
         }
 
@@ -418,7 +424,7 @@ class IncidentNodes:
                 "at": self.now(config).isoformat(),
             },
             "escalation": {"reason": reason, "detail": detail},
-            "notifications": notifications,
+            **_notified(notifications),
             **self.event(config, "escalate", f"escalated ({reason}): {detail}"),
         }
         return _with_timeline(decided, ending)
