@@ -39,6 +39,7 @@ import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -174,6 +175,7 @@ async def open_store(
     pool_size: int = 20,
     connect_timeout: float = 30.0,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
+    serde: SerializerProtocol | None = None,
 ) -> AsyncIterator[Store]:
     """Open (and set up, idempotently) the store behind ``url``; close everything on exit.
 
@@ -181,18 +183,30 @@ async def open_store(
     connection for its lock. ``checkpointer`` replaces the URL's own saver with yours (any
     ``BaseCheckpointSaver``, set up and closed by you); the ledger and the locks still live
     behind ``url``.
+
+    ``serde`` is the serializer the URL's own saver stores graph state with, e.g. LangGraph's
+    ``EncryptedSerializer`` for encryption at rest (see ``docs/persistence.md`` for what it
+    does not cover); default: LangGraph's ``JsonPlusSerializer``.
     """
     parsed = parse_database_url(url)
+    if serde is not None and checkpointer is not None:
+        raise ConfigurationError("pass serde to your own checkpointer, not to open_store")
+    if serde is not None and not (callable(getattr(serde, "dumps_typed", None))
+                                  and callable(getattr(serde, "loads_typed", None))):  # fmt: skip
+        raise ConfigurationError(f"serde must have dumps_typed/loads_typed: {serde!r}")
     if pool_size < 2:
         raise ConfigurationError("pool_size must be at least 2 (one for a lock, one for work)")
     async with AsyncExitStack() as stack:
         if parsed.backend == "postgres":
-            store = await _open_postgres(stack, parsed, pool_size, connect_timeout)
+            store = await _open_postgres(stack, parsed, pool_size, connect_timeout, serde)
         elif parsed.backend == "sqlite":
-            store = await _open_sqlite(stack, parsed)
+            store = await _open_sqlite(stack, parsed, serde)
         else:
             store = Store(
-                parsed, InMemorySaver(), MemoryLedger(), ProcessLocks(f"memory:{uuid.uuid4()}")
+                parsed,
+                InMemorySaver(serde=serde),
+                MemoryLedger(),
+                ProcessLocks(f"memory:{uuid.uuid4()}"),
             )
         if checkpointer is not None:
             if not isinstance(checkpointer, BaseCheckpointSaver):
@@ -204,7 +218,11 @@ async def open_store(
 
 
 async def _open_postgres(
-    stack: AsyncExitStack, url: DatabaseURL, pool_size: int, connect_timeout: float
+    stack: AsyncExitStack,
+    url: DatabaseURL,
+    pool_size: int,
+    connect_timeout: float,
+    serde: SerializerProtocol | None,
 ) -> Store:
     # One direct connection first: a wrong URL fails now, with the server's own message,
     # instead of after the pool's retries.
@@ -229,7 +247,7 @@ async def _open_postgres(
         await pool.close()
         raise ConfigurationError(f"cannot connect to PostgreSQL at {url}: {exc}") from exc
     stack.push_async_callback(pool.close)
-    saver = AsyncPostgresSaver(conn=pool)
+    saver = AsyncPostgresSaver(conn=pool, serde=serde)
     ledger = PostgresLedger(pool)
     locks = PostgresAdvisoryLocks(pool)
     # Several processes may start at once: migrate under one advisory lock. setup() runs
@@ -286,13 +304,15 @@ async def _connect_sqlite(path: str, *, isolation_level: str | None) -> aiosqlit
     return conn
 
 
-async def _open_sqlite(stack: AsyncExitStack, url: DatabaseURL) -> Store:
+async def _open_sqlite(
+    stack: AsyncExitStack, url: DatabaseURL, serde: SerializerProtocol | None
+) -> Store:
     _check_sqlite_directory(url.target)
     saver_conn = await _connect_sqlite(url.target, isolation_level="")
     stack.push_async_callback(saver_conn.close)
     ledger_conn = await _connect_sqlite(url.target, isolation_level=None)
     stack.push_async_callback(ledger_conn.close)
-    saver = AsyncSqliteSaver(saver_conn)
+    saver = AsyncSqliteSaver(saver_conn, serde=serde)
     ledger = SqliteLedger(ledger_conn)
     try:
         await saver.setup()

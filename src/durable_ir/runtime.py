@@ -43,6 +43,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from durable_ir.alerts import Alert
 from durable_ir.approval.deciding import (
@@ -484,10 +485,13 @@ async def open_runtime(
     pool_size: int = 20,
     connect_timeout: float = 30.0,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
+    serde: SerializerProtocol | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime on ``url`` (``postgresql://…``, ``sqlite:///path`` or ``memory://``;
     default ``$DURABLE_IR_DATABASE_URL`` or ``sqlite:///durable_ir.db``). Pass ``checkpointer``
-    to keep graph state in your own saver, with the ledger and locks behind ``url``.
+    to keep graph state in your own saver, with the ledger and locks behind ``url``, or
+    ``serde`` to have the URL's own saver store it through another serializer (e.g.
+    LangGraph's ``EncryptedSerializer``: see ``docs/persistence.md``).
 
     Example:
         >>> import asyncio
@@ -498,6 +502,10 @@ async def open_runtime(
         'memory'
     """
     async with open_store(
-        url, pool_size=pool_size, connect_timeout=connect_timeout, checkpointer=checkpointer
+        url,
+        pool_size=pool_size,
+        connect_timeout=connect_timeout,
+        checkpointer=checkpointer,
+        serde=serde,
     ) as store:
         yield Runtime(store, clock=clock, sla=sla, lock_timeout=lock_timeout)
