@@ -29,6 +29,7 @@ from durable_ir.remediation import (
     AllowList,
     Executor,
     RemediationPlan,
+    StepAction,
     StepContext,
     VerificationContext,
     Verifier,
@@ -240,12 +241,7 @@ class IncidentNodes:
         plan = RemediationPlan.model_validate(state["plan"])
         previews = []
         for number, step in enumerate(plan.steps, start=1):
-            context = self._context(state, config, number, "dry_run")
-            try:
-                result = await self.executor.dry_run(step, context)
-                ok, detail = bool(result.ok), str(result.detail)
-            except Exception as exc:
-                ok, detail = False, f"dry run raised {type(exc).__name__}: {exc}"
+            ok, detail = await self._run_step(step, self._context(state, config, number, "dry_run"))
             previews.append({"number": number, "action": step.action, "target": step.target,
                              "ok": ok, "detail": detail})  # fmt: skip
         failed = [p for p in previews if not p["ok"]]
@@ -275,6 +271,21 @@ class IncidentNodes:
             phase=phase,
         )
 
+    async def _run_step(self, step: StepAction, context: StepContext) -> tuple[bool, str]:
+        """One executor call for ``context.phase``, as ``(ok, detail)``: an executor that
+        raises has failed the step, it has not crashed the run."""
+        run = {
+            "dry_run": self.executor.dry_run,
+            "apply": self.executor.apply,
+            "rollback": self.executor.rollback,
+        }[context.phase]
+        try:
+            result = await run(step, context)
+        except Exception as exc:
+            raised = "dry run raised " if context.phase == "dry_run" else ""
+            return False, f"{raised}{type(exc).__name__}: {exc}"
+        return bool(result.ok), str(result.detail)
+
     async def apply(self, state: State, config: RunnableConfig) -> Update:
         """Apply the next step of the approved plan (one step per run)."""
         done = list(state.get("applied_steps") or [])
@@ -291,12 +302,7 @@ class IncidentNodes:
             return _with_timeline(decided, refused | self.event(config, "apply", detail))
         number = len(done) + 1
         step = plan.steps[number - 1]
-        context = self._context(state, config, number, "apply")
-        try:
-            result = await self.executor.apply(step, context)
-            ok, detail = bool(result.ok), str(result.detail)
-        except Exception as exc:
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        ok, detail = await self._run_step(step, self._context(state, config, number, "apply"))
         record = {
             "number": number,
             "action": step.action,
@@ -326,13 +332,8 @@ class IncidentNodes:
         if step.rollback is None:
             ok, detail = True, "nothing to undo"
         else:
-            try:
-                result = await self.executor.rollback(
-                    step.rollback, self._context(state, config, number, "rollback")
-                )
-                ok, detail = bool(result.ok), str(result.detail)
-            except Exception as exc:
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            context = self._context(state, config, number, "rollback")
+            ok, detail = await self._run_step(step.rollback, context)
         record = {"number": number, "ok": ok, "detail": detail, "at": self.now(config).isoformat()}
         verb = "undone" if ok else "rollback FAILED"
         return {"rolled_back": [record]} | self.event(
