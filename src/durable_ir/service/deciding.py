@@ -28,13 +28,12 @@ Example:
     ...     async with open_runtime("memory://") as rt:
     ...         await rt.start(builder, {"plan": {"steps": []}}, incident_id="inc-1")
     ...         recorder = DecisionRecorder(rt, BackgroundRuns(limit=1), lock_wait=5.0)
-    ...         recorder.register(builder, name="incident")
     ...         submitted = await recorder.submit("inc-1", Approve(by="alice"))
-    ...         print(submitted.record.status.value, submitted.applied)
+    ...         print(submitted.record.status.value, submitted.record.applied_at)
     ...         await submitted.done()
     ...         print((await rt.get("inc-1")).status)
     >>> asyncio.run(main())
-    approved False
+    approved None
     finished
 """
 
@@ -46,7 +45,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from durable_ir.decisions import Decision
-from durable_ir.graphs import AnyGraph
 from durable_ir.records import ApprovalRecord
 from durable_ir.runtime import Runtime
 from durable_ir.service.background import BackgroundRuns
@@ -59,11 +57,10 @@ log = logging.getLogger("durable_ir.service")
 @dataclass(frozen=True)
 class Submitted:
     """A decision that is recorded; ``task`` hands it to the graph in the background
-    (``await done()`` to wait for the next pause or end). ``applied`` is always False when
-    the answer is sent: the graph gets the decision after it."""
+    (``await done()`` to wait for the next pause or end): when the answer is sent, the graph
+    does not have it yet."""
 
     record: ApprovalRecord
-    applied: bool
     task: asyncio.Task[Any] | None = None
 
     async def done(self) -> None:
@@ -73,16 +70,14 @@ class Submitted:
 
 
 class DecisionRecorder:
-    """Records decisions on ``runtime``'s store and applies them in the background."""
+    """Records decisions on ``runtime``'s store and applies them in the background (the
+    runtime must have the incidents' graphs registered: it checks edits with their approval
+    nodes)."""
 
     def __init__(self, runtime: Runtime, runs: BackgroundRuns, *, lock_wait: float) -> None:
         self.runtime = runtime
         self.runs = runs
         self.lock_wait = lock_wait
-
-    def register(self, graph: AnyGraph, *, name: str) -> None:
-        """Make ``graph`` decidable: the runtime needs its approval node to check edits."""
-        self.runtime.register(graph, name=name)
 
     async def submit(
         self, incident_id: str, decision: Decision, *, approval_id: str | None = None
@@ -94,7 +89,7 @@ class DecisionRecorder:
             self._apply(record),
             name=f"applying decision {record.approval_id} on incident {record.incident_id}",
         )
-        return Submitted(record, applied=False, task=task)
+        return Submitted(record, task=task)
 
     async def _apply(self, record: ApprovalRecord) -> None:
         if not await self.runtime.apply_decision(record, wait=self.lock_wait):

@@ -56,7 +56,6 @@ def service_lifespan(
             registered = rt.register(config.graph, name=config.graph_name)
             runs = BackgroundRuns(settings.max_concurrent_runs)
             decisions = DecisionRecorder(rt, runs, lock_wait=settings.lock_wait)
-            decisions.register(config.graph, name=registered.name)
             if not config.auth.configured:
                 log.warning(
                     "no API tokens are configured: reads are open, decisions and alerts are "

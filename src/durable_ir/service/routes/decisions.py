@@ -76,8 +76,8 @@ async def submit_decision(
     body = DecisionAccepted(
         incident_id=incident_id,
         decision=Approval.of(submitted.record),
-        applied=submitted.applied,
-        status="running" if submitted.applied else "resuming",
+        applied=False,  # the background task hands it to the graph after this answer
+        status="resuming",
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=202)
 
