@@ -153,6 +153,27 @@ def builder_graph() -> Any:
     ).build()
 
 
+async def start_paused(rt: Any, graph: Any, incident: str) -> None:
+    """Start ``incident`` on ``graph``; it must come to rest awaiting approval."""
+    snapshot = await rt.start(graph, {"alert": ALERT}, incident_id=incident)
+    if snapshot.status != "awaiting_approval":
+        raise AssertionError(f"{incident} is {snapshot.status}, not awaiting approval")
+
+
+async def decide_applied(rt: Any, incident: str) -> None:
+    """Approve ``incident``; the graph must have received the decision."""
+    from durable_ir import Approve
+
+    result = await rt.decide(incident, Approve(by="bench"))
+    if not result.applied:
+        raise AssertionError(f"the decision on {incident} was not applied")
+
+
+def default_pool_size(concurrency: int) -> int:
+    """Connections per process: each incident in flight holds one for its lock, one to work."""
+    return max(20, 2 * concurrency + 4)
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 

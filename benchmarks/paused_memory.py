@@ -34,14 +34,16 @@ import gc
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    ALERT,
     builder_graph,
+    decide_applied,
+    default_pool_size,
     emit_result,
     exit_cleanly_on_sigterm,
     fmt,
@@ -55,6 +57,7 @@ from _common import (
     server_settings,
     server_url,
     set_synchronous_commit_off,
+    start_paused,
 )
 
 
@@ -72,19 +75,14 @@ def _settled_rss() -> tuple[float, int]:
 
 
 async def child(args: argparse.Namespace) -> dict[str, Any]:
-    from durable_ir import Approve, open_runtime
+    from durable_ir import open_runtime
 
     async with open_runtime(args.db, pool_size=args.pool_size) as rt:
         graph = builder_graph()
         rt.register(graph)
 
-        async def start(incident: str) -> None:
-            snapshot = await rt.start(graph, {"alert": ALERT}, incident_id=incident)
-            if snapshot.status != "awaiting_approval":
-                raise AssertionError(f"{incident} is {snapshot.status}, not awaiting approval")
-
-        async def decide(incident: str) -> None:
-            await rt.decide(incident, Approve(by="bench"))
+        start = partial(start_paused, rt, graph)
+        decide = partial(decide_applied, rt)
 
         warm = [f"warm-{i:03d}" for i in range(args.warmup)]
         await run_phase(warm, start, args.concurrency)
@@ -239,7 +237,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.concurrency < 1 or args.warmup < 0:
         parser.error("--concurrency must be >= 1 and --warmup >= 0")
     if args.pool_size is None:
-        args.pool_size = max(20, 2 * args.concurrency + 4)
+        args.pool_size = default_pool_size(args.concurrency)
     return args
 
 

@@ -45,11 +45,12 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    ALERT,
     COUNTER,
     RESULT_PREFIX,
     ROOT,
     builder_graph,
+    decide_applied,
+    default_pool_size,
     disturbed,
     emit_result,
     exit_cleanly_on_sigterm,
@@ -64,6 +65,7 @@ from _common import (
     run_phase,
     server_settings,
     server_url,
+    start_paused,
 )
 
 READY = "READY"
@@ -73,7 +75,7 @@ READY = "READY"
 
 
 async def worker(args: argparse.Namespace) -> dict[str, Any]:
-    from durable_ir import Approve, SlaMonitor, open_runtime
+    from durable_ir import SlaMonitor, open_runtime
 
     async with open_runtime(args.db, pool_size=args.pool_size) as rt:
         graph = builder_graph()
@@ -81,12 +83,8 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         monitor = asyncio.create_task(SlaMonitor(rt, interval=args.sla_interval).run())
 
         async def lifecycle(incident: str) -> None:
-            snapshot = await rt.start(graph, {"alert": ALERT}, incident_id=incident)
-            if snapshot.status != "awaiting_approval":
-                raise AssertionError(f"{incident} is {snapshot.status}, not awaiting approval")
-            result = await rt.decide(incident, Approve(by="bench"))
-            if not result.applied:
-                raise AssertionError(f"the decision on {incident} was not applied")
+            await start_paused(rt, graph, incident)
+            await decide_applied(rt, incident)
 
         try:
             warm = [f"warm-w{args.index}-{i:04d}" for i in range(args.warmup)]
@@ -327,7 +325,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.sla_interval <= 0:
         parser.error("--sla-interval must be positive")
     if args.pool_size is None:
-        args.pool_size = max(20, 2 * args.concurrency + 4)
+        args.pool_size = default_pool_size(args.concurrency)
     return args
 
 

@@ -67,6 +67,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -77,6 +78,8 @@ from _common import (
     COUNTER,
     PhaseResult,
     builder_graph,
+    decide_applied,
+    default_pool_size,
     disturbed,
     emit_result,
     exit_cleanly_on_sigterm,
@@ -91,6 +94,7 @@ from _common import (
     server_settings,
     server_url,
     set_synchronous_commit_off,
+    start_paused,
 )
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
@@ -344,22 +348,15 @@ def _checkpoint_rows(args: argparse.Namespace, thread: str) -> dict[str, int]:
 
 
 async def child_ours(args: argparse.Namespace) -> dict[str, Any]:
-    from durable_ir import Approve, open_runtime
+    from durable_ir import open_runtime
 
     url = args.db if args.store == "postgres" else f"sqlite:///{args.db}"
     async with open_runtime(url, pool_size=args.pool_size) as rt:
         graph = builder_graph()
         rt.register(graph)
 
-        async def start(incident: str) -> None:
-            snapshot = await rt.start(graph, {"alert": ALERT}, incident_id=incident)
-            if snapshot.status != "awaiting_approval":
-                raise AssertionError(f"{incident} is {snapshot.status}, not awaiting approval")
-
-        async def decide(incident: str) -> None:
-            result = await rt.decide(incident, Approve(by="bench"))
-            if not result.applied:
-                raise AssertionError(f"the decision on {incident} was not applied")
+        start = partial(start_paused, rt, graph)
+        decide = partial(decide_applied, rt)
 
         result = await _measure(args, start, decide)
         final = await rt.get(result["sample"])
@@ -796,7 +793,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--incidents, --concurrency and --repeat must be >= 1, --warmup >= 0")
     if args.pool_size is None:
         # durable-ir holds a lock connection per running incident besides the work ones.
-        args.pool_size = max(20, 2 * args.concurrency + 4)
+        args.pool_size = default_pool_size(args.concurrency)
     chosen = [v for v in args.variants.split(",") if v]
     if not set(chosen) <= set(VARIANTS) or not {"ours", "handwritten"} <= set(chosen):
         parser.error("--variants must include handwritten and ours, and name only known ones")
