@@ -42,7 +42,7 @@ from durable_ir.notifications import IncidentEvent, IncidentNotifier, send_once
 from durable_ir.persistence import Store, open_store, parse_database_url
 from durable_ir.rca_loop import RcaConfig, build_rca_loop, route_after_rca
 from durable_ir.reconciliation import reconcile
-from durable_ir.records import ApprovalRecord, ApprovalStatus, IncidentRecord
+from durable_ir.records import ApprovalRecord, ApprovalStatus, IncidentRecord, RunLease
 from durable_ir.remediation import (
     AllowList,
     Executor,
@@ -100,6 +100,7 @@ __all__ = [
     "RemediationPlan",
     "RemediationStep",
     "Reminder",
+    "RunLease",
     "Runtime",
     "Severity",
     "SeverityRule",

@@ -160,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
         "reject", parents=[common, deciding], help="reject the pending plan (escalates)"
     )
     reject.add_argument("--reason", required=True, help="why (required)")
+    prune = actions.add_parser(
+        "prune",
+        parents=[common],
+        help="delete the checkpoints of incidents closed long ago (the ledger stays)",
+    )
+    prune.add_argument(
+        "--older-than-days",
+        type=_days,
+        required=True,
+        help="prune incidents closed at least this many days ago",
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -214,6 +225,16 @@ def _port(text: str) -> int:
         value = -1
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number (0–65535), got {text!r}")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 36500:
+        raise argparse.ArgumentTypeError(f"must be a number of days from 0 to 36500, got {text!r}")
     return value
 
 
@@ -390,6 +411,28 @@ async def _read_state(rt: Any, incident_id: str) -> dict[str, Any] | None:
     return {k: v for k, v in values.items() if not str(k).startswith("branch:")}
 
 
+async def _prune(args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from durable_ir.runtime import open_runtime
+
+    batch = 100
+    pruned: list[str] = []
+    async with open_runtime(args.database_url) as rt:
+        while True:
+            done = await rt.prune(older_than=timedelta(days=args.older_than_days), limit=batch)
+            pruned += done
+            if len(done) < batch:
+                break
+    if args.json:
+        _print_json({"pruned": pruned})
+    else:
+        print(
+            f"pruned the checkpoints of {len(pruned)} incident(s) closed at least "
+            f"{args.older_than_days:g} day(s) ago; their ledger rows are kept"
+        )
+
+
 async def _show(args: argparse.Namespace) -> None:
     from durable_ir.approval.deciding import validate_incident_id
     from durable_ir.errors import NotFound
@@ -509,7 +552,13 @@ def _as_cli_error(exc: BaseException) -> CliError | None:
 
 
 def _run_incidents(args: argparse.Namespace) -> int:
-    command = {"list": _list, "show": _show, "approve": _decide, "reject": _decide}[args.action]
+    command = {
+        "list": _list,
+        "show": _show,
+        "approve": _decide,
+        "reject": _decide,
+        "prune": _prune,
+    }[args.action]
     try:
         _check_database(args.database_url)
         asyncio.run(command(args))

@@ -21,6 +21,7 @@ __all__ = [
     "NewApproval",
     "NewIncident",
     "NotificationRecord",
+    "RunLease",
 ]
 
 
@@ -118,6 +119,19 @@ IncidentState = Literal["open", "closed"]
 
 
 @dataclass(frozen=True)
+class RunLease:
+    """A claim on running an incident: ``owner`` (a runtime's worker id) runs it, and if
+    ``expires_at`` passes without a heartbeat, any live runtime may take the run over.
+
+    ``owner`` is ``None`` for a run nobody has picked up yet (an incident opened with
+    ``ingest(run=False)``, or a run that failed and waits for its retry).
+    """
+
+    owner: str | None
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class NewIncident:
     """An incident as intake (or :meth:`durable_ir.Runtime.start`) opens it.
 
@@ -135,6 +149,7 @@ class NewIncident:
     service: str | None = None
     severity: str | None = None
     alert: dict[str, Any] | None = None
+    lease: RunLease | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,13 @@ class IncidentRecord:
 
     The index is what lists incidents without walking checkpoints; the graph state stays the
     checkpointer's, the decisions the approval ledger's.
+
+    While a run is under way (or owed: a failed run waiting for its retry, a recorded decision
+    not yet applied), the row holds its lease — ``lease_owner``, ``lease_expires_at`` — and
+    ``run_attempts`` counts the times recovery has taken the run over since it last paused;
+    ``last_error`` is why the last try failed. A paused or closed incident holds no lease.
+    ``pruned_at``: when retention deleted the closed incident's checkpoints (the row, its
+    approvals and its notifications stay, as the audit record).
     """
 
     incident_id: str
@@ -159,6 +181,11 @@ class IncidentRecord:
     started_at: datetime | None = None
     closed_at: datetime | None = None
     outcome: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    run_attempts: int = 0
+    last_error: str | None = None
+    pruned_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -182,6 +209,13 @@ class IncidentRecord:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
             "outcome": self.outcome,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": (
+                self.lease_expires_at.isoformat() if self.lease_expires_at else None
+            ),
+            "run_attempts": self.run_attempts,
+            "last_error": self.last_error,
+            "pruned_at": self.pruned_at.isoformat() if self.pruned_at else None,
         }
 
 

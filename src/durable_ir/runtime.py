@@ -58,11 +58,21 @@ from durable_ir.decisions import Decision
 from durable_ir.errors import ConfigurationError, Conflict, IncidentBusy, InvalidInput, NotFound
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
+from durable_ir.leases import LeaseKeeper
 from durable_ir.persistence import Store, open_store
 from durable_ir.reconciliation import reconcile
-from durable_ir.records import ApprovalRecord, IncidentRecord, IncidentState, NewIncident
+from durable_ir.records import (
+    ApprovalRecord,
+    IncidentRecord,
+    IncidentState,
+    NewIncident,
+    RunLease,
+)
+from durable_ir.retention import prune_closed
+from durable_ir.runs import GraphRunner
 from durable_ir.services import NodeServices
 from durable_ir.sla import SlaPolicy
+from durable_ir.takeover import RunTakeover
 
 __all__ = ["Intake", "Runtime", "open_runtime"]
 
@@ -144,7 +154,16 @@ def _is_json(value: Any) -> bool:
 
 
 class Runtime:
-    """Runs incident graphs on one store. Create it with :func:`open_runtime`."""
+    """Runs incident graphs on one store. Create it with :func:`open_runtime`.
+
+    ``lease_ttl``: how long a run's lease lasts without a heartbeat — the longest a dead
+    worker's incident waits before another runtime takes its run over (see
+    :mod:`durable_ir.leases`); a run that raised is retried after the same delay.
+    ``max_run_attempts``: how many times recovery takes one run over (after crashes or
+    errors) before it gives up and escalates the incident with the error (see
+    :meth:`recover_runs`). ``unstarted_grace``: how long an incident opened with
+    ``ingest(run=False)`` may wait for :meth:`start_opened` before recovery starts it.
+    """
 
     def __init__(
         self,
@@ -153,15 +172,44 @@ class Runtime:
         clock: Clock = system_clock,
         sla: SlaPolicy | None = None,
         lock_timeout: float = 30.0,
+        lease_ttl: float = 30.0,
+        max_run_attempts: int = 3,
+        unstarted_grace: float = 60.0,
     ) -> None:
         if lock_timeout < 0:
             raise ConfigurationError("lock_timeout must be >= 0 seconds")
+        if isinstance(max_run_attempts, bool) or not isinstance(max_run_attempts, int):
+            raise ConfigurationError("max_run_attempts must be an integer")
+        if max_run_attempts < 1:
+            raise ConfigurationError("max_run_attempts must be at least 1")
+        if unstarted_grace < 0:
+            raise ConfigurationError("unstarted_grace must be >= 0 seconds")
         self.store = store
         self.clock = clock
         self.sla = sla or SlaPolicy()
         self.graphs = GraphRegistry(store.checkpointer)
+        self.leases = LeaseKeeper(store.ledger, ttl=lease_ttl, clock=clock)
         self._lock_timeout = lock_timeout
-        self._decider = Decider(store, self.graphs, self._services, clock, lock_timeout)
+        self._unstarted_grace = unstarted_grace
+        self._runner = GraphRunner(store.ledger, self.leases, clock, retry_after=lease_ttl)
+        self._decider = Decider(
+            store, self.graphs, self._services, clock, lock_timeout, self._runner, self.leases
+        )
+        self._takeover = RunTakeover(
+            store,
+            self.graphs,
+            self._services,
+            self._runner,
+            self._decider,
+            self._run_first,
+            clock,
+            max_run_attempts,
+        )
+
+    async def aclose(self) -> None:
+        """Stop this runtime's background work (the lease heartbeat). :func:`open_runtime`
+        calls it on exit."""
+        await self.leases.aclose()
 
     def _services(self, graph_name: str) -> NodeServices:
         return NodeServices(
@@ -204,7 +252,10 @@ class Runtime:
                 # The index knows every incident the runtime started (threads written to the
                 # checkpointer by other means are not looked up).
                 opened, _ = await self.store.ledger.open_incident(
-                    _new_incident(incident_id, registered.name, input, self.clock())
+                    replace(
+                        _new_incident(incident_id, registered.name, input, self.clock()),
+                        lease=self.leases.lease(),
+                    )
                 )
                 if not opened:
                     raise Conflict(f"incident {incident_id!r} already exists")
@@ -219,9 +270,7 @@ class Runtime:
         """The incident's first run; the caller holds its lock and has indexed it. Returns
         where it stands, when the run's own output tells (else ``None``: ask :meth:`get`)."""
         config = registered.config(incident_id, self._services(registered.name))
-        result = await registered.compiled.ainvoke(input, config, durability="sync")
-        await self.store.ledger.mark_incident_started(incident_id, self.clock())
-        await self._decider.close_if_ended(incident_id, result)
+        result = await self._runner.run(registered, incident_id, input, config)
         approvals = await self.store.ledger.history(incident_id)
         if any(not r.is_pending and r.applied_at is None for r in approvals):
             # A decision that arrived while this run held the lock is applied now.
@@ -264,8 +313,15 @@ class Runtime:
             # resolution is never a reason to open one.
             return Intake(None, created=False)
         new = _new_incident(incident_id, registered.name, run_input, self.clock())
+        # Run now: this runtime holds the lease. Not now: the lease is free, and expires
+        # (recovery starts the incident) if start_opened() has not run it by then.
+        lease = (
+            self.leases.lease()
+            if run
+            else RunLease(None, self.clock() + timedelta(seconds=self._unstarted_grace))
+        )
         opened, row = await self.store.ledger.open_incident(
-            replace(new, fingerprint=parsed.fingerprint)
+            replace(new, fingerprint=parsed.fingerprint, lease=lease)
         )
         if not opened:
             if row.fingerprint != parsed.fingerprint:
@@ -365,52 +421,42 @@ class Runtime:
         return await self._decider.apply_locked(record)
 
     async def recover(self, *, limit: int = 100, stalled: bool = False) -> list[ApprovalRecord]:
-        """Apply decisions that were recorded but not applied (their process died), and start
-        incidents whose first run never began (see :meth:`start_unstarted`). With
-        ``stalled``, also continue runs that stopped mid-stage (see :meth:`resume_stalled`):
-        do that once at start-up."""
+        """Make good what dead or failed runs left: take over runs whose lease expired
+        (:meth:`recover_runs`: crashed or hung mid-stage, failed and due for a retry, opened
+        and never started, a decision recorded and never applied), and apply decisions
+        recorded outside any lease. Cheap enough to call in a loop (the SLA monitor does).
+
+        ``stalled``: this runtime is starting up, so take over every leased run whose
+        runner is gone now, without waiting for its lease to expire. Returns the decisions
+        applied.
+        """
         applied = await self._decider.recover(limit=limit)
-        await self.start_unstarted(limit=limit)
-        if stalled:
-            await self.resume_stalled(limit=limit)
-        return applied
+        taken = await self._takeover.recover(limit=limit, all_leased=stalled)
+        return applied + taken.applied
+
+    async def recover_runs(self, *, limit: int = 100, all_leased: bool = False) -> list[str]:
+        """Take over up to ``limit`` runs whose lease expired — or, with ``all_leased``,
+        every leased run whose runner is gone — and continue each from its last checkpoint.
+        Returns the incidents taken over.
+
+        Each takeover counts against the run's ``max_run_attempts``; past it the run is
+        stopped and the incident escalated with the error (graphs with an ``escalate`` node,
+        such as the builder's, are sent there with ``escalation.reason = "crash_loop"``;
+        others are closed with outcome ``crash_loop``) — never an endless crash loop.
+        """
+        return (await self._takeover.recover(limit=limit, all_leased=all_leased)).incidents
 
     async def resume_stalled(self, *, limit: int = 100) -> list[str]:
-        """Continue open incidents whose run stopped mid-stage — its process died, or a node
-        raised — from their last checkpoint, and close those whose run ended unnoticed.
+        """At start-up: take over every leased run whose runner is gone (see
+        :meth:`recover_runs`); an incident paused for approval holds no lease and is left
+        waiting. Returns the incidents taken over."""
+        return await self.recover_runs(limit=limit, all_leased=True)
 
-        An incident whose lock another live worker holds is being run there and is skipped;
-        one paused for approval is waiting, not stalled. Each candidate costs a checkpoint
-        read, so call this at start-up rather than in a loop. Returns the incidents resumed.
-        """
-        resumed: list[str] = []
-        for row in await self.store.ledger.list_incidents(status="open", limit=limit):
-            if row.graph not in self.graphs:
-                continue
-            registered = self.graphs.get(row.graph)
-            config = registered.config(row.incident_id, self._services(registered.name))
-            try:
-                async with self.store.locks.hold(row.incident_id, wait=0):
-                    state = await registered.compiled.aget_state(config)
-                    if not state.values and not state.next:
-                        continue  # never started: start_unstarted's
-                    if not state.next:
-                        await self._decider.close_if_ended(row.incident_id, state.values)
-                        continue
-                    if state.interrupts:
-                        continue
-                    if not await self._decider.apply_recorded(row.incident_id):
-                        log.warning("resuming incident %s stalled before %s", row.incident_id,
-                                    ", ".join(state.next))  # fmt: skip
-                        result = await registered.compiled.ainvoke(None, config, durability="sync")
-                        await self.store.ledger.mark_incident_started(row.incident_id, self.clock())
-                        await self._decider.close_if_ended(row.incident_id, result)
-                    resumed.append(row.incident_id)
-            except IncidentBusy:
-                continue
-            except Exception:
-                log.exception("resuming stalled incident %s failed", row.incident_id)
-        return resumed
+    async def prune(self, *, older_than: timedelta, limit: int = 100) -> list[str]:
+        """Delete the checkpoints of up to ``limit`` incidents closed at least ``older_than``
+        ago, keeping their index rows, approvals and notifications as the audit record (see
+        :mod:`durable_ir.retention`). Returns the incidents pruned, oldest first."""
+        return await prune_closed(self.store, self.clock, older_than=older_than, limit=limit)
 
     async def incidents(
         self, *, status: IncidentState | None = None, limit: int = 100
@@ -486,12 +532,16 @@ async def open_runtime(
     connect_timeout: float = 30.0,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     serde: SerializerProtocol | None = None,
+    lease_ttl: float = 30.0,
+    max_run_attempts: int = 3,
+    unstarted_grace: float = 60.0,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime on ``url`` (``postgresql://…``, ``sqlite:///path`` or ``memory://``;
     default ``$DURABLE_IR_DATABASE_URL`` or ``sqlite:///durable_ir.db``). Pass ``checkpointer``
     to keep graph state in your own saver, with the ledger and locks behind ``url``, or
     ``serde`` to have the URL's own saver store it through another serializer (e.g.
-    LangGraph's ``EncryptedSerializer``: see ``docs/persistence.md``).
+    LangGraph's ``EncryptedSerializer``: see ``docs/persistence.md``). ``lease_ttl``,
+    ``max_run_attempts`` and ``unstarted_grace`` as in :class:`Runtime`.
 
     Example:
         >>> import asyncio
@@ -508,4 +558,16 @@ async def open_runtime(
         checkpointer=checkpointer,
         serde=serde,
     ) as store:
-        yield Runtime(store, clock=clock, sla=sla, lock_timeout=lock_timeout)
+        runtime = Runtime(
+            store,
+            clock=clock,
+            sla=sla,
+            lock_timeout=lock_timeout,
+            lease_ttl=lease_ttl,
+            max_run_attempts=max_run_attempts,
+            unstarted_grace=unstarted_grace,
+        )
+        try:
+            yield runtime
+        finally:
+            await runtime.aclose()

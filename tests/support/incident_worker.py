@@ -8,7 +8,8 @@ PagerDuty notifier when ``--pagerduty URL`` is given. Modes (one JSON object per
   itself as step N starts.
 - ``start URL DIR INCIDENT``: start the incident, print ``{"paused": approval_id}``, then wait
   to be killed.
-- ``recover URL DIR``: ``Runtime.recover()``; prints ``{"recovered": [approval ids]}``.
+- ``recover URL DIR``: ``Runtime.recover(stalled=True)``, as at start-up; prints
+  ``{"recovered": [approval ids]}``.
 - ``reject-at URL DIR INCIDENT AT``: at wall-clock time AT, reject; prints ``{"won": …}`` or
   ``{"conflict": …}``.
 """
@@ -60,7 +61,7 @@ async def run(args: argparse.Namespace, rt: Runtime) -> None:
         await rt.decide(args.incident, Approve(by="alice"))
         emit({"done": (await rt.get(args.incident)).values["outcome"]})
     elif args.mode == "recover":
-        emit({"recovered": [r.approval_id for r in await rt.recover()]})
+        emit({"recovered": [r.approval_id for r in await rt.recover(stalled=True)]})
     elif args.mode == "reject-at":
         await asyncio.sleep(max(0.0, args.at - time.time()))
         try:

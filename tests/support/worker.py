@@ -8,7 +8,8 @@ Modes (all print one JSON object per line on stdout):
   wall-clock time ``at``, decide; print ``{"won": record}`` or ``{"conflict": winner}``.
 - ``decide-then-die URL INCIDENT COUNTERS``: record an approval, then SIGKILL itself before the
   graph is resumed (it dies on the incident lock that decide takes right after recording).
-- ``recover URL COUNTERS``: run ``Runtime.recover()``, print the approvals it applied.
+- ``recover URL COUNTERS``: run ``Runtime.recover(stalled=True)`` (as at start-up), print the
+  approvals it applied.
 - ``sweeper URL COUNTERS``: read requests ``{"now": iso, "at"}`` from stdin; at ``at``, sweep
   with the SLA monitor as of ``now`` until nothing more is due; print ``{"expired": [ids]}``.
 """
@@ -92,7 +93,7 @@ async def sweeper(rt: Runtime, counters: str) -> None:
 
 async def recover(rt: Runtime, counters: str) -> None:
     rt.register(build_graph(counters))
-    applied = await rt.recover()
+    applied = await rt.recover(stalled=True)
     emit({"recovered": [r.approval_id for r in applied]})
 
 

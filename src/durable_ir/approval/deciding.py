@@ -21,18 +21,18 @@ from durable_ir.clock import Clock
 from durable_ir.decisions import Decision, Edit, validate_decision
 from durable_ir.errors import Conflict, IncidentBusy, InvalidDecision, InvalidInput, NotFound
 from durable_ir.graphs import GraphRegistry
+from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import DecisionWrite
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord
+from durable_ir.runs import PAUSED_KEY, GraphRunner
 from durable_ir.services import NodeServices
 
-__all__ = ["Decider", "DecisionResult", "validate_incident_id"]
+__all__ = ["PAUSED_KEY", "Decider", "DecisionResult", "validate_incident_id"]
 
 log = logging.getLogger("durable_ir.approval")
 
 MAX_INCIDENT_ID_CHARS = 256
-PAUSED_KEY = "__interrupt__"
-"""The key LangGraph's ``ainvoke`` output carries when the run paused on ``interrupt()``."""
 
 
 def validate_incident_id(incident_id: object) -> str:
@@ -68,12 +68,16 @@ class Decider:
         services_for: Callable[[str], NodeServices],
         clock: Clock,
         lock_timeout: float,
+        runner: GraphRunner,
+        leases: LeaseKeeper,
     ) -> None:
         self._store = store
         self._graphs = graphs
         self._services_for = services_for
         self._clock = clock
         self._lock_timeout = lock_timeout
+        self._runner = runner
+        self._leases = leases
 
     async def incident_exists(self, incident_id: str) -> bool:
         """True if the checkpointer holds any checkpoint for ``incident_id``."""
@@ -156,7 +160,9 @@ class Decider:
             reason=decision.reason,
             edited_plan=decision.plan if isinstance(decision, Edit) else None,
         )
-        won, row = await ledger.record_decision(record.approval_id, write)
+        # The decision and the lease on the run that applies it, in one write: if this
+        # process dies before that run ends, recovery on any replica takes it over.
+        won, row = await ledger.record_decision(record.approval_id, write, self._leases.lease())
         if not won:
             raise Conflict(
                 f"incident {incident_id!r} was decided first: {row.describe()}", winner=row
@@ -202,8 +208,7 @@ class Decider:
         ran = waiting or stalled
         if ran:
             try:
-                result = await graph.compiled.ainvoke(run_input, config, durability="sync")
-                await self.close_if_ended(current.incident_id, result)
+                await self._runner.run(graph, current.incident_id, run_input, config)
             except Exception:
                 after = await graph.compiled.aget_state(config)
                 if not any(i.id == current.approval_id for i in after.interrupts):
@@ -221,17 +226,6 @@ class Decider:
         )
         return ran, replace(current, applied_at=applied_at)
 
-    async def close_if_ended(self, incident_id: str, result: Any) -> None:
-        """Close the incident in the index if the run that returned ``result`` ended it (a run
-        that paused carries ``__interrupt__``)."""
-        if not isinstance(result, dict) or PAUSED_KEY in result:
-            return
-        outcome = result.get("outcome")
-        status = outcome.get("status") if isinstance(outcome, dict) else None
-        await self._store.ledger.close_incident(
-            incident_id, str(status or "finished"), self._clock()
-        )
-
     async def apply_recorded(self, incident_id: str) -> int:
         """Apply every recorded-but-unapplied decision of one incident; caller holds its lock."""
         applied = 0
@@ -242,7 +236,8 @@ class Decider:
 
     async def recover(self, *, limit: int = 100) -> list[ApprovalRecord]:
         """Apply decisions that were recorded but never applied, skipping incidents another
-        live worker holds and graphs this runtime does not know. Returns those applied."""
+        live worker holds, graphs this runtime does not know, and incidents holding a run
+        lease (lease recovery applies those). Returns those applied."""
         done: list[ApprovalRecord] = []
         for row in await self._store.ledger.unapplied(limit):
             if row.graph not in self._graphs:

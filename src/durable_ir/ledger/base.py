@@ -27,6 +27,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    RunLease,
 )
 
 __all__ = [
@@ -35,9 +36,11 @@ __all__ = [
     "DecisionWrite",
     "check_aware",
     "check_incident_status",
+    "check_lease",
     "check_limit",
     "check_new_incident",
     "check_notification",
+    "error_text",
     "incident_from_row",
     "notification_from_row",
     "record_from_row",
@@ -97,12 +100,15 @@ class ApprovalLedger(ABC):
 
     @abstractmethod
     async def record_decision(
-        self, approval_id: str, decision: DecisionWrite
+        self, approval_id: str, decision: DecisionWrite, lease: RunLease | None = None
     ) -> tuple[bool, ApprovalRecord]:
         """Compare-and-set the row from pending to ``decision``.
 
         Returns ``(True, row)`` when this call won, ``(False, row)`` with the winner's row when
-        another decision was recorded first. Raises ``LookupError`` for an unknown id.
+        another decision was recorded first. Raises ``LookupError`` for an unknown id. With
+        ``lease``, a winning decision's incident (if indexed) takes that run lease in the same
+        transaction: from then on the run that applies it is owed, and recovered if its
+        runner dies.
         """
 
     @abstractmethod
@@ -112,14 +118,22 @@ class ApprovalLedger(ABC):
 
     @abstractmethod
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
-        """Decided rows whose decision has not been applied yet, oldest decision first."""
+        """Decided rows whose decision has not been applied yet, oldest decision first —
+        except those of incidents that hold a run lease: lease recovery
+        (:meth:`claim_expired_runs`) applies those, counting its tries."""
 
     @abstractmethod
     async def expire_due(
-        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+        self,
+        now: datetime,
+        limit: int,
+        decided_by: str,
+        reason: Callable[[ApprovalRecord], str],
+        lease: RunLease | None = None,
     ) -> list[ApprovalRecord]:
         """Expire up to ``limit`` pending approvals whose deadline is at or before ``now``,
-        earliest deadline first, and return the rows this call expired.
+        earliest deadline first, and return the rows this call expired; with ``lease``, their
+        incidents take it in the same transaction (as :meth:`record_decision`).
 
         The same compare-and-set as :meth:`record_decision` (only a pending row changes), done
         in batch; rows another sweeper is expiring at the same moment are skipped, not waited
@@ -187,6 +201,55 @@ class ApprovalLedger(ABC):
         Raises :class:`~durable_ir.errors.InvalidInput` unless ``1 <= limit <= 1000`` and
         ``status`` is ``None``, ``"open"`` or ``"closed"``.
         """
+
+    @abstractmethod
+    async def settle_run(self, incident_id: str, at: datetime) -> None:
+        """The incident's run paused (for approval) at ``at``: note it started (kept if already
+        set), drop its lease, reset ``run_attempts`` and clear ``last_error``."""
+
+    @abstractmethod
+    async def fail_run(self, incident_id: str, error: str, retry_at: datetime) -> None:
+        """The incident's run raised ``error``: keep the run owed, free for any runtime to
+        retry from ``retry_at`` (owner cleared), with ``error`` as ``last_error``."""
+
+    @abstractmethod
+    async def extend_leases(
+        self, incident_ids: Sequence[str], owner: str, expires_at: datetime
+    ) -> int:
+        """The heartbeat: ``owner`` is still running these incidents; move their leases to
+        ``expires_at``. Incidents without a lease (paused, closed) are left alone. Returns the
+        number extended."""
+
+    @abstractmethod
+    async def claim_expired_runs(
+        self, now: datetime, lease: RunLease, limit: int
+    ) -> list[IncidentRecord]:
+        """Take over up to ``limit`` open incidents whose lease expired at or before ``now``,
+        oldest expiry first, giving them ``lease``; return them as claimed.
+
+        Rows another runtime is claiming at the same moment are skipped, not waited for
+        (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so replicas share the work. Found through the
+        partial index on leases, so the cost grows with the runs owed, not with history.
+        """
+
+    @abstractmethod
+    async def leased_incidents(self, limit: int) -> list[IncidentRecord]:
+        """Open incidents holding a lease, expired or not, oldest expiry first (what a
+        runtime starting up checks: those whose runner is gone are taken over at once)."""
+
+    @abstractmethod
+    async def count_run_attempt(self, incident_id: str) -> int:
+        """Add one to the incident's ``run_attempts`` and return the new count (recovery is
+        taking its run over)."""
+
+    @abstractmethod
+    async def prunable_incidents(self, closed_before: datetime, limit: int) -> list[IncidentRecord]:
+        """Closed incidents not pruned yet, closed at or before ``closed_before``, oldest
+        first (what retention prunes). ``limit`` as in :meth:`list_incidents`."""
+
+    @abstractmethod
+    async def mark_pruned(self, incident_id: str, at: datetime) -> None:
+        """Note that the closed incident's checkpoints were deleted at ``at`` (kept if set)."""
 
     @abstractmethod
     async def unstarted_incidents(
@@ -328,6 +391,28 @@ def check_new_incident(new: NewIncident) -> None:
         if not isinstance(new.alert, dict):
             raise InvalidInput(f"alert must be a dict or None, got {type(new.alert).__name__}")
         _check_json("alert", new.alert)
+    if new.lease is not None:
+        check_lease(new.lease)
+
+
+MAX_ERROR_CHARS = 2000
+"""How much of a run's error the index keeps (``last_error``)."""
+
+
+def check_lease(lease: RunLease) -> RunLease:
+    """Raise :class:`InvalidInput` unless ``lease`` can be stored as it is."""
+    if not isinstance(lease, RunLease):
+        raise InvalidInput(f"lease must be a RunLease, got {type(lease).__name__}")
+    if lease.owner is not None:
+        _check_id("lease owner", lease.owner)
+    check_aware("lease expires_at", lease.expires_at)
+    return lease
+
+
+def error_text(error: object) -> str:
+    """``error`` as the index keeps it: text, at most :data:`MAX_ERROR_CHARS` characters."""
+    text = str(error)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def check_notification(record: NotificationRecord) -> None:
@@ -367,6 +452,11 @@ def incident_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> 
         started_at=_as_datetime(row["started_at"]),
         closed_at=_as_datetime(row["closed_at"]),
         outcome=row["outcome"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=_as_datetime(row["lease_expires_at"]),
+        run_attempts=int(row["run_attempts"]),
+        last_error=row["last_error"],
+        pruned_at=_as_datetime(row["pruned_at"]),
     )
 
 

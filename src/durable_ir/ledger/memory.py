@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -12,9 +12,11 @@ from durable_ir.ledger.base import (
     DecisionWrite,
     check_aware,
     check_incident_status,
+    check_lease,
     check_limit,
     check_new_incident,
     check_notification,
+    error_text,
 )
 from durable_ir.records import (
     ApprovalRecord,
@@ -24,6 +26,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    RunLease,
 )
 
 __all__ = ["MemoryLedger"]
@@ -78,8 +81,10 @@ class MemoryLedger(ApprovalLedger):
         return rows[-1] if rows else None
 
     async def record_decision(
-        self, approval_id: str, decision: DecisionWrite
+        self, approval_id: str, decision: DecisionWrite, lease: RunLease | None = None
     ) -> tuple[bool, ApprovalRecord]:
+        if lease is not None:
+            check_lease(lease)
         row = self._rows.get(approval_id)
         if row is None:
             raise LookupError(approval_id)
@@ -94,7 +99,16 @@ class MemoryLedger(ApprovalLedger):
             edited_plan=copy.deepcopy(decision.edited_plan),
         )
         self._rows[approval_id] = row
+        if lease is not None:
+            self._lease(row.incident_id, lease)
         return True, row
+
+    def _lease(self, incident_id: str, lease: RunLease) -> None:
+        row = self._incidents.get(incident_id)
+        if row is not None and row.is_open:
+            self._incidents[incident_id] = replace(
+                row, lease_owner=lease.owner, lease_expires_at=lease.expires_at.astimezone(UTC)
+            )
 
     async def mark_applied(self, approval_id: str, at: datetime) -> None:
         row = self._rows[approval_id]
@@ -102,12 +116,25 @@ class MemoryLedger(ApprovalLedger):
             self._rows[approval_id] = replace(row, applied_at=at)
 
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
-        rows = [r for r in self._rows.values() if not r.is_pending and r.applied_at is None]
+        rows = [
+            r
+            for r in self._rows.values()
+            if not r.is_pending and r.applied_at is None and not self._leased(r.incident_id)
+        ]
         rows.sort(key=lambda r: (r.decided_at or r.requested_at, r.approval_id))
         return rows[:limit]
 
+    def _leased(self, incident_id: str) -> bool:
+        row = self._incidents.get(incident_id)
+        return row is not None and row.is_open and row.lease_expires_at is not None
+
     async def expire_due(
-        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+        self,
+        now: datetime,
+        limit: int,
+        decided_by: str,
+        reason: Callable[[ApprovalRecord], str],
+        lease: RunLease | None = None,
     ) -> list[ApprovalRecord]:
         due = sorted(
             (r for r in self._rows.values() if r.is_pending and r.deadline_at <= now),
@@ -118,6 +145,7 @@ class MemoryLedger(ApprovalLedger):
             won, row = await self.record_decision(
                 row.approval_id,
                 DecisionWrite(ApprovalStatus.EXPIRED, decided_by, now, reason(row)),
+                lease,
             )
             if won:
                 expired.append(row)
@@ -173,6 +201,8 @@ class MemoryLedger(ApprovalLedger):
             alert=copy.deepcopy(new.alert),
             alerts_received=1,
             last_alert_at=opened_at,
+            lease_owner=new.lease.owner if new.lease else None,
+            lease_expires_at=new.lease.expires_at.astimezone(UTC) if new.lease else None,
         )
         self._incidents[new.incident_id] = row
         if new.fingerprint is not None:
@@ -192,7 +222,13 @@ class MemoryLedger(ApprovalLedger):
         row = self._incidents.get(incident_id)
         if row is None or not row.is_open:
             return row
-        row = replace(row, status="closed", closed_at=at.astimezone(UTC), outcome=outcome)
+        row = replace(
+            _released(row),
+            status="closed",
+            closed_at=at.astimezone(UTC),
+            outcome=outcome,
+            started_at=row.started_at or at.astimezone(UTC),
+        )
         self._incidents[incident_id] = row
         if row.fingerprint is not None:
             self._open_by_fingerprint.pop(row.fingerprint, None)
@@ -209,6 +245,88 @@ class MemoryLedger(ApprovalLedger):
         rows = [r for r in self._incidents.values() if status is None or r.status == status]
         rows.sort(key=lambda r: (r.opened_at, r.incident_id), reverse=True)
         return rows[:limit]
+
+    async def settle_run(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        row = self._incidents.get(incident_id)
+        if row is not None:
+            self._incidents[incident_id] = replace(
+                _released(row), started_at=row.started_at or at.astimezone(UTC)
+            )
+
+    async def fail_run(self, incident_id: str, error: str, retry_at: datetime) -> None:
+        check_aware("retry_at", retry_at)
+        row = self._incidents.get(incident_id)
+        if row is not None and row.is_open:
+            self._incidents[incident_id] = replace(
+                row,
+                lease_owner=None,
+                lease_expires_at=retry_at.astimezone(UTC),
+                last_error=error_text(error),
+            )
+
+    async def extend_leases(
+        self, incident_ids: Sequence[str], owner: str, expires_at: datetime
+    ) -> int:
+        check_lease(RunLease(owner, expires_at))
+        extended = 0
+        for incident_id in dict.fromkeys(incident_ids):
+            if self._leased(incident_id):
+                self._lease(incident_id, RunLease(owner, expires_at))
+                extended += 1
+        return extended
+
+    async def claim_expired_runs(
+        self, now: datetime, lease: RunLease, limit: int
+    ) -> list[IncidentRecord]:
+        check_aware("now", now)
+        check_lease(lease)
+        check_limit(limit)
+        due = sorted(
+            (
+                r
+                for r in self._incidents.values()
+                if r.is_open and r.lease_expires_at is not None and r.lease_expires_at <= now
+            ),
+            key=lambda r: (r.lease_expires_at, r.incident_id),
+        )[:limit]
+        for row in due:
+            self._lease(row.incident_id, lease)
+        claimed = [self._incidents[r.incident_id] for r in due]
+        return sorted(claimed, key=lambda r: (r.opened_at, r.incident_id))
+
+    async def leased_incidents(self, limit: int) -> list[IncidentRecord]:
+        check_limit(limit)
+        rows = [r for r in self._incidents.values() if self._leased(r.incident_id)]
+        rows.sort(key=lambda r: (r.lease_expires_at, r.incident_id))
+        return rows[:limit]
+
+    async def count_run_attempt(self, incident_id: str) -> int:
+        row = self._incidents.get(incident_id)
+        if row is None:
+            return 0
+        self._incidents[incident_id] = row = replace(row, run_attempts=row.run_attempts + 1)
+        return row.run_attempts
+
+    async def prunable_incidents(self, closed_before: datetime, limit: int) -> list[IncidentRecord]:
+        check_aware("closed_before", closed_before)
+        check_limit(limit)
+        rows = [
+            r
+            for r in self._incidents.values()
+            if not r.is_open
+            and r.pruned_at is None
+            and r.closed_at is not None
+            and r.closed_at <= closed_before
+        ]
+        rows.sort(key=lambda r: (r.closed_at, r.incident_id))
+        return rows[:limit]
+
+    async def mark_pruned(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        row = self._incidents.get(incident_id)
+        if row is not None and not row.is_open and row.pruned_at is None:
+            self._incidents[incident_id] = replace(row, pruned_at=at.astimezone(UTC))
 
     async def unstarted_incidents(
         self, opened_before: datetime, limit: int = 100
@@ -242,3 +360,8 @@ class MemoryLedger(ApprovalLedger):
     async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
         rows = [r for r in self._notifications.values() if r.incident_id == incident_id]
         return sorted(rows, key=lambda r: (r.sent_at, r.key))
+
+
+def _released(row: IncidentRecord) -> IncidentRecord:
+    """``row`` without a lease (its run paused or ended)."""
+    return replace(row, lease_owner=None, lease_expires_at=None, run_attempts=0, last_error=None)

@@ -23,9 +23,11 @@ from durable_ir.ledger.base import (
     DecisionWrite,
     check_aware,
     check_incident_status,
+    check_lease,
     check_limit,
     check_new_incident,
     check_notification,
+    error_text,
     incident_from_row,
     notification_from_row,
     record_from_row,
@@ -37,6 +39,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    RunLease,
 )
 
 __all__ = ["POSTGRES_SCHEMA", "PostgresLedger"]
@@ -86,14 +89,31 @@ CREATE TABLE IF NOT EXISTS durable_ir_incidents (
     started_at      timestamptz,
     closed_at       timestamptz,
     outcome         text,
+    lease_owner     text,
+    lease_expires_at timestamptz,
+    run_attempts    integer NOT NULL DEFAULT 0,
+    last_error      text,
+    pruned_at       timestamptz,
     CHECK ((status = 'closed') = (closed_at IS NOT NULL))
 );
+-- Indexes made before leases and retention existed get their columns here.
+ALTER TABLE durable_ir_incidents
+    ADD COLUMN IF NOT EXISTS lease_owner text,
+    ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz,
+    ADD COLUMN IF NOT EXISTS run_attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS last_error text,
+    ADD COLUMN IF NOT EXISTS pruned_at timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS durable_ir_incidents_open_fingerprint
     ON durable_ir_incidents (fingerprint) WHERE status = 'open' AND fingerprint IS NOT NULL;
 CREATE INDEX IF NOT EXISTS durable_ir_incidents_by_opened
     ON durable_ir_incidents (opened_at DESC, incident_id DESC);
 CREATE INDEX IF NOT EXISTS durable_ir_incidents_unstarted
     ON durable_ir_incidents (opened_at) WHERE started_at IS NULL AND status = 'open';
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_prunable
+    ON durable_ir_incidents (closed_at) WHERE status = 'closed' AND pruned_at IS NULL;
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_leased
+    ON durable_ir_incidents (lease_expires_at)
+    WHERE status = 'open' AND lease_expires_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS durable_ir_notifications (
     key         text PRIMARY KEY,
@@ -115,8 +135,11 @@ _COLUMNS = (
 
 _INCIDENT_COLUMNS = (
     "incident_id, graph, fingerprint, title, service, severity, alert, status,"
-    " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome"
+    " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome,"
+    " lease_owner, lease_expires_at, run_attempts, last_error, pruned_at"
 )
+_RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, run_attempts = 0, last_error = NULL"
+"""What a run that paused or ended leaves of its lease: nothing."""
 _NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
 _INCIDENTS_PKEY = "durable_ir_incidents_pkey"
 
@@ -221,24 +244,48 @@ class PostgresLedger(ApprovalLedger):
         return {row.incident_id: row for row in rows}
 
     async def record_decision(
-        self, approval_id: str, decision: DecisionWrite
+        self, approval_id: str, decision: DecisionWrite, lease: RunLease | None = None
     ) -> tuple[bool, ApprovalRecord]:
-        won = await self._one(
-            f"""
-            UPDATE durable_ir_approvals
-               SET status = %s, decided_by = %s, decided_at = %s, reason = %s, edited_plan = %s
-             WHERE approval_id = %s AND status = 'pending'
-            RETURNING {_COLUMNS}
-            """,
-            (
-                decision.status.value,
-                decision.decided_by,
-                decision.decided_at,
-                decision.reason,
-                None if decision.edited_plan is None else Jsonb(decision.edited_plan),
-                approval_id,
-            ),
+        params: tuple[Any, ...] = (
+            decision.status.value,
+            decision.decided_by,
+            decision.decided_at,
+            decision.reason,
+            None if decision.edited_plan is None else Jsonb(decision.edited_plan),
+            approval_id,
         )
+        if lease is None:
+            won = await self._one(
+                f"""
+                UPDATE durable_ir_approvals
+                   SET status = %s, decided_by = %s, decided_at = %s, reason = %s,
+                       edited_plan = %s
+                 WHERE approval_id = %s AND status = 'pending'
+                RETURNING {_COLUMNS}
+                """,
+                params,
+            )
+        else:
+            check_lease(lease)
+            # One statement: the decision and the lease on the run that will apply it.
+            won = await self._one(
+                f"""
+                WITH decided AS (
+                    UPDATE durable_ir_approvals
+                       SET status = %s, decided_by = %s, decided_at = %s, reason = %s,
+                           edited_plan = %s
+                     WHERE approval_id = %s AND status = 'pending'
+                    RETURNING {_COLUMNS}
+                ), leased AS (
+                    UPDATE durable_ir_incidents i
+                       SET lease_owner = %s, lease_expires_at = %s
+                      FROM decided d
+                     WHERE i.incident_id = d.incident_id AND i.status = 'open'
+                )
+                SELECT {_COLUMNS} FROM decided
+                """,
+                (*params, lease.owner, lease.expires_at),
+            )
         if won is not None:
             return True, won
         # A decided row never returns to pending, so this read shows the winner.
@@ -257,14 +304,22 @@ class PostgresLedger(ApprovalLedger):
 
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
         return await self._all(
-            f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+            f"SELECT {_COLUMNS} FROM durable_ir_approvals a"
             " WHERE status <> 'pending' AND applied_at IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM durable_ir_incidents i"
+            "  WHERE i.incident_id = a.incident_id AND i.status = 'open'"
+            "  AND i.lease_expires_at IS NOT NULL)"
             " ORDER BY decided_at LIMIT %s",
             (limit,),
         )
 
     async def expire_due(
-        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+        self,
+        now: datetime,
+        limit: int,
+        decided_by: str,
+        reason: Callable[[ApprovalRecord], str],
+        lease: RunLease | None = None,
     ) -> list[ApprovalRecord]:
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
@@ -289,6 +344,12 @@ class PostgresLedger(ApprovalLedger):
                 (decided_by, now, [r.approval_id for r in due], [reason(r) for r in due]),
             )
             expired = [record_from_row(r) for r in await cur.fetchall()]
+            if lease is not None and expired:
+                await conn.execute(
+                    "UPDATE durable_ir_incidents SET lease_owner = %s, lease_expires_at = %s"
+                    " WHERE incident_id = ANY(%s) AND status = 'open'",
+                    (lease.owner, check_lease(lease).expires_at, [r.incident_id for r in expired]),
+                )
         return sorted(expired, key=lambda r: (r.deadline_at, r.approval_id))
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
@@ -330,6 +391,8 @@ class PostgresLedger(ApprovalLedger):
             None if new.alert is None else Jsonb(new.alert),
             new.opened_at,
             new.opened_at,
+            new.lease.owner if new.lease else None,
+            new.lease.expires_at if new.lease else None,
         )
         # A primary-key clash with an incident whose fingerprint is open is retried: the
         # statement inserted into the id index before it saw (or waited for) that incident in
@@ -342,8 +405,9 @@ class PostgresLedger(ApprovalLedger):
                         f"""
                         INSERT INTO durable_ir_incidents AS i
                             (incident_id, graph, fingerprint, title, service, severity, alert,
-                             status, alerts_received, opened_at, last_alert_at)
-                        VALUES (%s, %s, %s, %s, %s, %s, %s, 'open', 1, %s, %s)
+                             status, alerts_received, opened_at, last_alert_at,
+                             lease_owner, lease_expires_at)
+                        VALUES (%s, %s, %s, %s, %s, %s, %s, 'open', 1, %s, %s, %s, %s)
                         ON CONFLICT (fingerprint) WHERE status = 'open' AND fingerprint IS NOT NULL
                         DO UPDATE SET
                             alerts_received = i.alerts_received + 1,
@@ -387,9 +451,10 @@ class PostgresLedger(ApprovalLedger):
     ) -> IncidentRecord | None:
         check_aware("at", at)
         rows = await self._incidents(
-            f"UPDATE durable_ir_incidents SET status = 'closed', closed_at = %s, outcome = %s"
+            f"UPDATE durable_ir_incidents SET status = 'closed', closed_at = %s, outcome = %s,"
+            f" started_at = coalesce(started_at, %s), {_RELEASE_LEASE}"
             f" WHERE incident_id = %s AND status = 'open' RETURNING {_INCIDENT_COLUMNS}",
-            (at, outcome, incident_id),
+            (at, outcome, at, incident_id),
         )
         if rows:
             return rows[0]
@@ -419,6 +484,98 @@ class PostgresLedger(ApprovalLedger):
             " ORDER BY opened_at DESC, incident_id DESC LIMIT %s",
             (status, limit),
         )
+
+    async def settle_run(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                f"UPDATE durable_ir_incidents SET started_at = coalesce(started_at, %s),"
+                f" {_RELEASE_LEASE} WHERE incident_id = %s",
+                (at, incident_id),
+            )
+
+    async def fail_run(self, incident_id: str, error: str, retry_at: datetime) -> None:
+        check_aware("retry_at", retry_at)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE durable_ir_incidents SET lease_owner = NULL, lease_expires_at = %s,"
+                " last_error = %s WHERE incident_id = %s AND status = 'open'",
+                (retry_at, error_text(error), incident_id),
+            )
+
+    async def extend_leases(
+        self, incident_ids: Sequence[str], owner: str, expires_at: datetime
+    ) -> int:
+        check_lease(RunLease(owner, expires_at))
+        if not incident_ids:
+            return 0
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE durable_ir_incidents SET lease_owner = %s, lease_expires_at = %s"
+                " WHERE incident_id = ANY(%s) AND status = 'open'"
+                " AND lease_expires_at IS NOT NULL",
+                (owner, expires_at, list(incident_ids)),
+            )
+            return int(cur.rowcount)
+
+    async def claim_expired_runs(
+        self, now: datetime, lease: RunLease, limit: int
+    ) -> list[IncidentRecord]:
+        check_aware("now", now)
+        check_lease(lease)
+        check_limit(limit)
+        rows = await self._incidents(
+            f"""
+            UPDATE durable_ir_incidents AS i
+               SET lease_owner = %s, lease_expires_at = %s
+              FROM (SELECT incident_id FROM durable_ir_incidents
+                     WHERE status = 'open' AND lease_expires_at <= %s
+                     ORDER BY lease_expires_at LIMIT %s
+                     FOR UPDATE SKIP LOCKED) AS due
+             WHERE i.incident_id = due.incident_id
+            RETURNING {", ".join(f"i.{c.strip()}" for c in _INCIDENT_COLUMNS.split(","))}
+            """,
+            (lease.owner, lease.expires_at, now, limit),
+        )
+        return sorted(rows, key=lambda r: (r.opened_at, r.incident_id))
+
+    async def leased_incidents(self, limit: int) -> list[IncidentRecord]:
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE status = 'open' AND lease_expires_at IS NOT NULL"
+            " ORDER BY lease_expires_at, incident_id LIMIT %s",
+            (limit,),
+        )
+
+    async def count_run_attempt(self, incident_id: str) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE durable_ir_incidents SET run_attempts = run_attempts + 1"
+                " WHERE incident_id = %s RETURNING run_attempts",
+                (incident_id,),
+            )
+            row = await cur.fetchone()
+        return 0 if row is None else int(row["run_attempts"])
+
+    async def prunable_incidents(self, closed_before: datetime, limit: int) -> list[IncidentRecord]:
+        check_aware("closed_before", closed_before)
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE status = 'closed' AND pruned_at IS NULL AND closed_at <= %s"
+            " ORDER BY closed_at, incident_id LIMIT %s",
+            (closed_before, limit),
+        )
+
+    async def mark_pruned(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE durable_ir_incidents SET pruned_at = %s"
+                " WHERE incident_id = %s AND status = 'closed' AND pruned_at IS NULL",
+                (at, incident_id),
+            )
 
     async def unstarted_incidents(
         self, opened_before: datetime, limit: int = 100

@@ -23,9 +23,11 @@ from durable_ir.ledger.base import (
     DecisionWrite,
     check_aware,
     check_incident_status,
+    check_lease,
     check_limit,
     check_new_incident,
     check_notification,
+    error_text,
     incident_from_row,
     notification_from_row,
     record_from_row,
@@ -38,6 +40,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    RunLease,
 )
 
 __all__ = ["SQLITE_SCHEMA", "SqliteLedger", "to_epoch_us"]
@@ -87,6 +90,11 @@ CREATE TABLE IF NOT EXISTS durable_ir_incidents (
     started_at      INTEGER,
     closed_at       INTEGER,
     outcome         TEXT,
+    lease_owner     TEXT,
+    lease_expires_at INTEGER,
+    run_attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    pruned_at       INTEGER,
     CHECK ((status = 'closed') = (closed_at IS NOT NULL))
 );
 CREATE UNIQUE INDEX IF NOT EXISTS durable_ir_incidents_open_fingerprint
@@ -95,6 +103,11 @@ CREATE INDEX IF NOT EXISTS durable_ir_incidents_by_opened
     ON durable_ir_incidents (opened_at DESC, incident_id DESC);
 CREATE INDEX IF NOT EXISTS durable_ir_incidents_unstarted
     ON durable_ir_incidents (opened_at) WHERE started_at IS NULL AND status = 'open';
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_prunable
+    ON durable_ir_incidents (closed_at) WHERE status = 'closed' AND pruned_at IS NULL;
+CREATE INDEX IF NOT EXISTS durable_ir_incidents_leased
+    ON durable_ir_incidents (lease_expires_at)
+    WHERE status = 'open' AND lease_expires_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS durable_ir_notifications (
     key         TEXT PRIMARY KEY,
@@ -118,8 +131,19 @@ _COLUMNS = (
 
 _INCIDENT_COLUMNS = (
     "incident_id, graph, fingerprint, title, service, severity, alert, status,"
-    " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome"
+    " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome,"
+    " lease_owner, lease_expires_at, run_attempts, last_error, pruned_at"
 )
+_ADDED_COLUMNS = {
+    "lease_owner": "TEXT",
+    "lease_expires_at": "INTEGER",
+    "run_attempts": "INTEGER NOT NULL DEFAULT 0",
+    "last_error": "TEXT",
+    "pruned_at": "INTEGER",
+}
+"""Columns an index made before leases and retention existed gets at setup."""
+_RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, run_attempts = 0, last_error = NULL"
+"""What a run that paused or ended leaves of its lease: nothing."""
 _NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
 
 
@@ -146,6 +170,14 @@ class SqliteLedger(ApprovalLedger):
 
     async def setup(self) -> None:
         async with self._lock:
+            async with self._conn.execute("PRAGMA table_info(durable_ir_incidents)") as cur:
+                existing = {row[1] for row in await cur.fetchall()}
+            if existing:  # an older index: add the newer columns first
+                for column, kind in _ADDED_COLUMNS.items():
+                    if column not in existing:
+                        await self._conn.execute(
+                            f"ALTER TABLE durable_ir_incidents ADD COLUMN {column} {kind}"
+                        )
             await self._conn.executescript(SQLITE_SCHEMA)
 
     async def _one(self, query: str, params: tuple[Any, ...]) -> ApprovalRecord | None:
@@ -215,8 +247,10 @@ class SqliteLedger(ApprovalLedger):
         return found
 
     async def record_decision(
-        self, approval_id: str, decision: DecisionWrite
+        self, approval_id: str, decision: DecisionWrite, lease: RunLease | None = None
     ) -> tuple[bool, ApprovalRecord]:
+        if lease is not None:
+            check_lease(lease)
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -239,6 +273,8 @@ class SqliteLedger(ApprovalLedger):
                     (approval_id,),
                 ) as read:
                     row = await read.fetchone()
+                if won and lease is not None and row is not None:
+                    await self._lease(row["incident_id"], lease)
                 await self._conn.execute("COMMIT")
             except BaseException:
                 await self._conn.execute("ROLLBACK")
@@ -255,17 +291,35 @@ class SqliteLedger(ApprovalLedger):
                 (to_epoch_us(at), approval_id),
             )
 
+    async def _lease(self, incident_id: str, lease: RunLease) -> None:
+        """Give an open incident ``lease`` (call inside a transaction, with the lock held)."""
+        await self._conn.execute(
+            "UPDATE durable_ir_incidents SET lease_owner = ?, lease_expires_at = ?"
+            " WHERE incident_id = ? AND status = 'open'",
+            (lease.owner, to_epoch_us(lease.expires_at), incident_id),
+        )
+
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
         return await self._all(
-            f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+            f"SELECT {_COLUMNS} FROM durable_ir_approvals a"
             " WHERE status <> 'pending' AND applied_at IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM durable_ir_incidents i"
+            "  WHERE i.incident_id = a.incident_id AND i.status = 'open'"
+            "  AND i.lease_expires_at IS NOT NULL)"
             " ORDER BY decided_at LIMIT ?",
             (limit,),
         )
 
     async def expire_due(
-        self, now: datetime, limit: int, decided_by: str, reason: Callable[[ApprovalRecord], str]
+        self,
+        now: datetime,
+        limit: int,
+        decided_by: str,
+        reason: Callable[[ApprovalRecord], str],
+        lease: RunLease | None = None,
     ) -> list[ApprovalRecord]:
+        if lease is not None:
+            check_lease(lease)
         expired: list[ApprovalRecord] = []
         async with self._lock:
             # BEGIN IMMEDIATE takes SQLite's single write lock: sweepers in other processes
@@ -290,6 +344,8 @@ class SqliteLedger(ApprovalLedger):
                         (decided_by, to_epoch_us(now), why, row.approval_id),
                     )
                     if done.rowcount == 1:
+                        if lease is not None:
+                            await self._lease(row.incident_id, lease)
                         expired.append(
                             replace(
                                 row,
@@ -371,8 +427,9 @@ class SqliteLedger(ApprovalLedger):
                     cur = await self._conn.execute(
                         "INSERT INTO durable_ir_incidents"
                         " (incident_id, graph, fingerprint, title, service, severity, alert,"
-                        "  status, alerts_received, opened_at, last_alert_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?)"
+                        "  status, alerts_received, opened_at, last_alert_at,"
+                        "  lease_owner, lease_expires_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?)"
                         " ON CONFLICT (incident_id) DO NOTHING",
                         (
                             new.incident_id,
@@ -384,6 +441,8 @@ class SqliteLedger(ApprovalLedger):
                             None if new.alert is None else json.dumps(new.alert),
                             opened_at,
                             opened_at,
+                            new.lease.owner if new.lease else None,
+                            to_epoch_us(new.lease.expires_at) if new.lease else None,
                         ),
                     )
                     inserted = cur.rowcount == 1
@@ -413,9 +472,10 @@ class SqliteLedger(ApprovalLedger):
             try:
                 await self._conn.execute(
                     "UPDATE durable_ir_incidents"
-                    " SET status = 'closed', closed_at = ?, outcome = ?"
+                    " SET status = 'closed', closed_at = ?, outcome = ?,"
+                    f" started_at = coalesce(started_at, ?), {_RELEASE_LEASE}"
                     " WHERE incident_id = ? AND status = 'open'",
-                    (to_epoch_us(at), outcome, incident_id),
+                    (to_epoch_us(at), outcome, to_epoch_us(at), incident_id),
                 )
                 row = await self._fetch_incident(incident_id)
                 await self._conn.execute("COMMIT")
@@ -446,6 +506,109 @@ class SqliteLedger(ApprovalLedger):
             f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents WHERE status = ?"
             " ORDER BY opened_at DESC, incident_id DESC LIMIT ?",
             (status, limit),
+        )
+
+    async def _write(self, query: str, params: tuple[Any, ...]) -> int:
+        async with self._lock:
+            cur = await self._conn.execute(query, params)
+            return cur.rowcount
+
+    async def settle_run(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        await self._write(
+            f"UPDATE durable_ir_incidents SET started_at = coalesce(started_at, ?),"
+            f" {_RELEASE_LEASE} WHERE incident_id = ?",
+            (to_epoch_us(at), incident_id),
+        )
+
+    async def fail_run(self, incident_id: str, error: str, retry_at: datetime) -> None:
+        check_aware("retry_at", retry_at)
+        await self._write(
+            "UPDATE durable_ir_incidents SET lease_owner = NULL, lease_expires_at = ?,"
+            " last_error = ? WHERE incident_id = ? AND status = 'open'",
+            (to_epoch_us(retry_at), error_text(error), incident_id),
+        )
+
+    async def extend_leases(
+        self, incident_ids: Sequence[str], owner: str, expires_at: datetime
+    ) -> int:
+        check_lease(RunLease(owner, expires_at))
+        extended = 0
+        ids = list(dict.fromkeys(incident_ids))
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            extended += await self._write(
+                "UPDATE durable_ir_incidents SET lease_owner = ?, lease_expires_at = ?"
+                f" WHERE incident_id IN ({', '.join('?' * len(chunk))}) AND status = 'open'"
+                " AND lease_expires_at IS NOT NULL",
+                (owner, to_epoch_us(expires_at), *chunk),
+            )
+        return extended
+
+    async def claim_expired_runs(
+        self, now: datetime, lease: RunLease, limit: int
+    ) -> list[IncidentRecord]:
+        check_aware("now", now)
+        check_lease(lease)
+        check_limit(limit)
+        async with self._lock:
+            # SQLite's single write lock serialises claimers across processes: each sees the
+            # rows the one before it claimed as leased to the future.
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                async with self._conn.execute(
+                    f"UPDATE durable_ir_incidents SET lease_owner = ?, lease_expires_at = ?"
+                    " WHERE incident_id IN (SELECT incident_id FROM durable_ir_incidents"
+                    "  WHERE status = 'open' AND lease_expires_at <= ?"
+                    "  ORDER BY lease_expires_at LIMIT ?)"
+                    f" RETURNING {_INCIDENT_COLUMNS}",
+                    (lease.owner, to_epoch_us(lease.expires_at), to_epoch_us(now), limit),
+                ) as cur:
+                    rows = [dict(r) for r in await cur.fetchall()]
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        claimed = [incident_from_row(r, json_as_text=True) for r in rows]
+        return sorted(claimed, key=lambda r: (r.opened_at, r.incident_id))
+
+    async def leased_incidents(self, limit: int) -> list[IncidentRecord]:
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE status = 'open' AND lease_expires_at IS NOT NULL"
+            " ORDER BY lease_expires_at, incident_id LIMIT ?",
+            (limit,),
+        )
+
+    async def count_run_attempt(self, incident_id: str) -> int:
+        async with (
+            self._lock,
+            self._conn.execute(
+                "UPDATE durable_ir_incidents SET run_attempts = run_attempts + 1"
+                " WHERE incident_id = ? RETURNING run_attempts",
+                (incident_id,),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def prunable_incidents(self, closed_before: datetime, limit: int) -> list[IncidentRecord]:
+        check_aware("closed_before", closed_before)
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE status = 'closed' AND pruned_at IS NULL AND closed_at <= ?"
+            " ORDER BY closed_at, incident_id LIMIT ?",
+            (to_epoch_us(closed_before), limit),
+        )
+
+    async def mark_pruned(self, incident_id: str, at: datetime) -> None:
+        check_aware("at", at)
+        await self._write(
+            "UPDATE durable_ir_incidents SET pruned_at = ?"
+            " WHERE incident_id = ? AND status = 'closed' AND pruned_at IS NULL",
+            (to_epoch_us(at), incident_id),
         )
 
     async def unstarted_incidents(

@@ -125,6 +125,9 @@ class SlaMonitor:
             lambda row: policy.expiry_reason(
                 row.severity, row.deadline_at, row.deadline_at - row.requested_at
             ),
+            # The expiry's run is owed from now: leased, so recovery takes it over if this
+            # monitor dies before it ends.
+            self.runtime.leases.lease(),
         )
         claimed = time.perf_counter()
         applied: list[str] = []

@@ -1,0 +1,91 @@
+"""Running an incident's graph once: under its lease, and leaving the index telling the truth.
+
+Every run the runtime makes — the first one, the one that applies a decision, a recovery —
+goes through :class:`GraphRunner`, whose caller holds the incident's lock. It invokes the graph
+with ``durability="sync"`` while the lease's heartbeat runs; then the index says what became
+of the run: ended (closed, with its outcome), paused (lease dropped), or failed (the error
+kept, the run owed again after ``retry_after`` seconds, for any runtime's recovery).
+
+Example:
+    >>> import asyncio
+    >>> from langgraph.graph import END, START, StateGraph
+    >>> from typing import TypedDict
+    >>> from durable_ir import open_runtime
+    >>> class State(TypedDict, total=False):
+    ...     outcome: dict
+    >>> graph = StateGraph(State)
+    >>> _ = graph.add_node("fix", lambda s: {"outcome": {"status": "resolved"}})
+    >>> _ = graph.add_edge(START, "fix")
+    >>> _ = graph.add_edge("fix", END)
+    >>> async def main():
+    ...     async with open_runtime("memory://") as rt:
+    ...         await rt.start(graph, {}, incident_id="inc-1")
+    ...         return (await rt.store.ledger.get_incident("inc-1")).outcome
+    >>> asyncio.run(main())
+    'resolved'
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from durable_ir.clock import Clock
+from durable_ir.graphs import RegisteredGraph
+from durable_ir.leases import LeaseKeeper
+from durable_ir.ledger import ApprovalLedger
+
+__all__ = ["PAUSED_KEY", "GraphRunner", "outcome_of"]
+
+PAUSED_KEY = "__interrupt__"
+"""The key LangGraph's ``ainvoke`` output carries when the run paused on ``interrupt()``."""
+
+
+def outcome_of(result: Any) -> str | None:
+    """How a run that returned ``result`` ended — its ``outcome.status``, else ``finished`` —
+    or ``None`` if it paused (or returned something that is not its state)."""
+    if not isinstance(result, dict) or PAUSED_KEY in result:
+        return None
+    outcome = result.get("outcome")
+    status = outcome.get("status") if isinstance(outcome, dict) else None
+    return str(status or "finished")
+
+
+class GraphRunner:
+    """Invokes incident graphs under their lease and records how each run went."""
+
+    def __init__(
+        self, ledger: ApprovalLedger, leases: LeaseKeeper, clock: Clock, retry_after: float
+    ) -> None:
+        self.ledger = ledger
+        self.leases = leases
+        self.clock = clock
+        self.retry_after = retry_after
+
+    async def run(
+        self, graph: RegisteredGraph, incident_id: str, run_input: Any, config: RunnableConfig
+    ) -> Any:
+        """Invoke ``graph`` for ``incident_id`` (the caller holds its lock); return its output.
+
+        A run that raises keeps its lease as a retry due in ``retry_after`` seconds, with the
+        error noted in the index, and the error propagates.
+        """
+        async with self.leases.running(incident_id):
+            try:
+                result = await graph.compiled.ainvoke(run_input, config, durability="sync")
+            except Exception as exc:
+                retry_at = self.clock() + timedelta(seconds=self.retry_after)
+                await self.ledger.fail_run(incident_id, f"{type(exc).__name__}: {exc}", retry_at)
+                raise
+        await self.settle(incident_id, result)
+        return result
+
+    async def settle(self, incident_id: str, result: Any) -> None:
+        """Record in the index that the run which returned ``result`` ended or paused."""
+        outcome = outcome_of(result)
+        if outcome is None:
+            await self.ledger.settle_run(incident_id, self.clock())
+        else:
+            await self.ledger.close_incident(incident_id, outcome, self.clock())
