@@ -128,3 +128,16 @@ def build_incident_rca(analyzer: Any) -> Any:
     return build_rca_loop(OneEventGatherer(), analyzer, RcaConfig(retry_backoff=0)).compile(
         name="rca"
     )
+
+
+async def test_deeply_nested_input_is_refused_and_writes_nothing(
+    durable_url: str, counter_dir: Path
+) -> None:
+    nested: dict[str, Any] = {}
+    for _ in range(5000):  # past the JSON encoder's recursion limit
+        nested = {"n": nested}
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime(durable_url) as rt:
+        with pytest.raises(InvalidInput, match="JSON"):
+            await rt.ingest(graph, dict(ALERT), extra_input={"context": nested})
+        assert await rt.incidents() == []

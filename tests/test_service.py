@@ -247,6 +247,24 @@ def test_malformed_bodies_are_422_and_change_nothing(api: Api) -> None:
             headers={"Content-Type": "application/json"},
         ),
         api.post("/alerts", who="alertmanager", content=b"{not json"),
+        # Deeply nested JSON (past the parser's recursion limit) and bytes that are not UTF-8.
+        api.post(
+            "/alerts",
+            who="alertmanager",
+            content=b'{"a": ' * 20_000 + b"1" + b"}" * 20_000,
+            headers={"Content-Type": "application/json"},
+        ),
+        api.post(
+            f"/incidents/{incident}/reject",
+            content=b'{"reason": "\xff\xfe broken"}',
+            headers={"Content-Type": "application/json"},
+        ),
+        api.post(
+            "/alerts",
+            who="alertmanager",
+            content=b'{"name": "x\xc3", "service": "api", "severity": "P1"}',
+            headers={"Content-Type": "application/json"},
+        ),
         api.post("/alerts", who="alertmanager", json={"name": "x"}),
         api.post("/alerts", who="alertmanager", json={"alerts": []}),
         api.get("/incidents", params={"status": "sleeping"}),

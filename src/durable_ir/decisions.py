@@ -188,7 +188,7 @@ def validate_decision(decision: object) -> Decision:
             )
         try:
             size = len(json.dumps(decision.plan, allow_nan=False).encode())
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidDecision(f"the edited plan is not JSON: {exc}") from None
         if size > MAX_PLAN_BYTES:
             raise InvalidDecision(f"the edited plan is {size} bytes; the limit is {MAX_PLAN_BYTES}")

@@ -148,7 +148,7 @@ def _is_json(value: Any) -> bool:
         return False
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return False
     return True
 

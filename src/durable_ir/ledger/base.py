@@ -366,7 +366,7 @@ def _check_json(name: str, value: object) -> None:
     infinities, and without NUL characters (PostgreSQL ``jsonb`` refuses them)."""
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{name} is not storable JSON: {exc}") from None
     stack = [value]
     while stack:

@@ -194,6 +194,12 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
         )
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # Raised by the JSON decoder (FastAPI's body parsing) on absurdly nested input.
+        log.warning("refused %s %s: %s", request.method, request.url.path, exc)
+        return error_response(422, "invalid_input", "the body is JSON nested too deeply")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error answering %s %s", request.method, request.url, exc_info=exc)

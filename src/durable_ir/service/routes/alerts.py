@@ -134,6 +134,8 @@ async def post_alerts(
         payload = json.loads(raw)
     except ValueError as exc:  # includes UnicodeDecodeError
         raise InvalidInput(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("the body is JSON nested too deeply") from None
     alerts = parse_alert(payload)  # all or nothing: a malformed one refuses the whole body
     items: list[AlertIntakeItem] = []
     ignored = 0
