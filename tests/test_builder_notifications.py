@@ -5,6 +5,7 @@ its updates under the approval message, and triage can be overridden by a triage
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from durable_ir import Approve, Reject, SeverityRule, TriageResult, open_runtime
 from durable_ir.integrations.pagerduty import PagerDutyNotifier
 from durable_ir.integrations.slack import SlackNotifier
+from durable_ir.ledger import MemoryLedger
+from durable_ir.notifications import IncidentEvent
+from durable_ir.records import NotificationRecord
 from support.incident_parts import ALERT, build_incident_graph
 from support.local_http import serving
 from support.pagerduty_api import PagerDutyApi
@@ -116,3 +120,43 @@ async def test_a_triager_has_the_last_word_and_its_failure_is_not_fatal(
             assert paused.values["triage"]["by"] == by
             assert paused.pending_approval is not None
             assert paused.pending_approval.severity == expected
+
+
+async def test_an_outbox_write_that_fails_is_retried_so_the_page_is_not_sent_twice() -> None:
+    """PagerDuty accepted the trigger; recording it failed (the database dropped the
+    connection). send_once retries the write instead of failing the node, whose re-run would
+    trigger PagerDuty again."""
+    from durable_ir import notifications
+
+    ledger = MemoryLedger()
+    sent: list[str] = []
+
+    class Pager:
+        name = "pagerduty"
+
+        async def notify(self, event: IncidentEvent) -> dict[str, Any]:
+            sent.append(event.kind)
+            return {"dedup_key": f"durable-ir:{event.incident_id}"}
+
+    original = ledger.record_notification
+    failures = 0
+
+    async def record_notification(record: NotificationRecord) -> NotificationRecord:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise ConnectionError("terminating connection due to administrator command")
+        return await original(record)
+
+    ledger.record_notification = record_notification  # type: ignore[method-assign]
+    event = IncidentEvent(
+        kind="escalated",
+        incident_id="inc-1",
+        severity="P1",
+        title="checkout errors",
+        at=datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    first = await notifications.send_once(ledger, Pager(), event)
+    again = await notifications.send_once(ledger, Pager(), event)
+    assert sent == ["escalated"] and failures == 2
+    assert first.result == {"dedup_key": "durable-ir:inc-1"} and again.repeated

@@ -368,3 +368,40 @@ async def test_a_step_that_kills_its_worker_every_time_is_escalated_after_three_
         escalation = (await rt.get(incident)).values["escalation"]
         assert escalation["reason"] == "crash_loop"
         assert "apply" in escalation["detail"] and "3 recovery attempts" in escalation["detail"]
+
+
+class SaverDies(Exception):
+    """The process dying between a task's saved writes and the next checkpoint."""
+
+
+async def test_a_run_that_died_between_saved_writes_and_its_checkpoint_is_continued(
+    durable_url: str, counter_dir: Path
+) -> None:
+    """LangGraph saved ``ingest``'s writes but not the checkpoint after it: ``next`` is empty
+    while the task is still pending. Recovery must continue the run, not close it."""
+    graph = build_incident_graph(counter_dir).build()
+    async with open_runtime(durable_url) as rt:
+        saver = rt.store.checkpointer
+        original = saver.aput
+        calls = 0
+
+        async def aput(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the checkpoint after ingest (its writes are already stored)
+                raise SaverDies("gone")
+            return await original(*args)
+
+        saver.aput = aput  # type: ignore[method-assign]
+        with pytest.raises(SaverDies):
+            await rt.start(graph, {"alert": dict(ALERT)}, incident_id="inc-1")
+        saver.aput = original  # type: ignore[method-assign]
+        state = await rt.graphs.get("incident").compiled.aget_state(rt.config_for("inc-1"))
+        assert state.next == () and state.tasks  # the shape that looked "finished"
+        assert (await rt.get("inc-1")).status == "running"
+
+        assert await rt.recover_runs(all_leased=True) == ["inc-1"]
+        snapshot = await rt.get("inc-1")
+        assert snapshot.status == "awaiting_approval", snapshot.status
+        row = await rt.store.ledger.get_incident("inc-1")
+        assert row is not None and row.is_open

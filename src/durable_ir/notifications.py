@@ -33,12 +33,15 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from durable_ir.errors import InvalidInput
 from durable_ir.ledger.base import ApprovalLedger
 from durable_ir.records import ApprovalRecord, NotificationRecord
 
@@ -146,17 +149,46 @@ async def send_once(
         return Sent(notifier.name, event.kind, None, error=error)
     if result is None:
         return Sent(notifier.name, event.kind, None)
-    stored = await ledger.record_notification(
-        NotificationRecord(
-            key=key,
-            incident_id=event.incident_id,
-            kind=event.kind,
-            channel=notifier.name,
-            sent_at=event.at,
-            result=dict(result),
-        )
+    record = NotificationRecord(
+        key=key,
+        incident_id=event.incident_id,
+        kind=event.kind,
+        channel=notifier.name,
+        sent_at=event.at,
+        result=dict(result),
     )
+    stored = await _record_sent(ledger, record)
     return Sent(notifier.name, event.kind, stored.result)
+
+
+OUTBOX_RETRY_S = 60.0
+"""How long :func:`send_once` keeps trying to record a notification the channel accepted."""
+
+
+async def _record_sent(ledger: ApprovalLedger, record: NotificationRecord) -> NotificationRecord:
+    """Write the outbox row of a notification that went out, retrying through a database
+    outage (a restart, a dropped connection) for up to :data:`OUTBOX_RETRY_S`: if this write
+    failed, the node would fail, run again, and send the notification a second time."""
+    deadline = time.monotonic() + OUTBOX_RETRY_S
+    pause = 0.1
+    while True:
+        try:
+            return await ledger.record_notification(record)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning(
+                "recording the %s notification %r of incident %s failed (%s); retrying in %.1fs",
+                record.channel,
+                record.kind,
+                record.incident_id,
+                exc,
+                pause,
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _with_earlier(event: IncidentEvent, earlier: dict[str, dict[str, Any]]) -> IncidentEvent:

@@ -504,7 +504,9 @@ class Runtime:
         elif latest is not None and not latest.is_pending and latest.applied_at is None:
             status = "resuming"
         else:
-            status = "running" if state.next else "finished"
+            # ``tasks`` too: a task whose writes were saved is out of ``next`` while the run
+            # that died before its next checkpoint has not moved on.
+            status = "running" if state.next or state.tasks else "finished"
         return IncidentSnapshot(
             id=incident_id,
             status=status,

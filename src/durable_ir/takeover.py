@@ -128,8 +128,11 @@ class RunTakeover:
             for r in await ledger.history(row.incident_id)
             if not r.is_pending and r.applied_at is None
         ]
-        started = bool(state.values or state.next)
-        if started and not state.next:
+        # A run that died after LangGraph saved a task's writes but before the next
+        # checkpoint has no ``next`` (that task is done) but still has the task: not ended.
+        pending = bool(state.next or state.tasks)
+        started = bool(state.values) or pending
+        if started and not pending:
             # It ended; only the index (and the decision that ended it) were not told.
             for record in unapplied:
                 await self._decider.apply_locked(record)
@@ -142,7 +145,7 @@ class RunTakeover:
         if attempt > self._max_attempts:
             await self._give_up(graph, row, config, state, attempt)
             return True
-        where = ", ".join(state.next) if started else "its first node"
+        where = ", ".join(state.next or [t.name for t in state.tasks]) or "its first node"
         log.warning(
             "taking over incident %s, stopped before %s (attempt %d of %d)%s",
             row.incident_id,
@@ -172,7 +175,7 @@ class RunTakeover:
         attempt: int,
     ) -> None:
         """Stop a run that keeps failing and hand the incident to humans, with the error."""
-        nodes = ", ".join(state.next) or "its first node"
+        nodes = ", ".join(state.next or [t.name for t in state.tasks]) or "its first node"
         cause = row.last_error or "its worker died (killed or crashed) while running it"
         detail = (
             f"the run was stopped after {attempt - 1} recovery attempts, failing in "
