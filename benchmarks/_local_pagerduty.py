@@ -1,0 +1,183 @@
+"""A local stand-in for PagerDuty's Events API v2, for benchmarks that page.
+
+:class:`LocalPagerDuty` listens on a free loopback port and answers ``POST /v2/enqueue`` the
+way PagerDuty does: it validates the event (a 32-character ``routing_key``, a known
+``event_action``, a ``dedup_key`` of at most 255 characters, and for a trigger a payload with
+``summary``, ``source`` and ``severity``), answers 202 with the ``dedup_key``, and keeps one
+alert per ``dedup_key`` — a trigger for an open alert is folded into it, as PagerDuty does. It
+logs every accepted event, so a benchmark can count triggers per ``dedup_key`` afterwards.
+
+It is a minimal copy of what the test suite's ``tests/support/pagerduty_api.py`` does
+(benchmarks do not depend on test support code for their external services).
+
+Example:
+    >>> import httpx
+    >>> with LocalPagerDuty() as pagerduty:
+    ...     reply = httpx.post(pagerduty.url + "/v2/enqueue", json={
+    ...         "routing_key": "r" * 32, "event_action": "trigger", "dedup_key": "k-1",
+    ...         "payload": {"summary": "disk full", "source": "db-1", "severity": "error"}})
+    ...     reply.status_code, dict(pagerduty.triggers_by_key())
+    (202, {'k-1': 1})
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+__all__ = ["LocalPagerDuty", "PagerDutyEvent", "validate_event"]
+
+SEVERITIES = ("critical", "error", "warning", "info")
+ACTIONS = ("trigger", "acknowledge", "resolve")
+
+
+@dataclass(frozen=True)
+class PagerDutyEvent:
+    """One event the server accepted: its action, ``dedup_key``, when it arrived (epoch
+    seconds), and whether it opened a new alert (``False``: folded into an open one)."""
+
+    action: str
+    dedup_key: str
+    at: float
+    opened_alert: bool
+
+
+def validate_event(event: Any) -> list[str]:
+    """Why PagerDuty would refuse ``event`` (empty if it is valid).
+
+    Example:
+        >>> validate_event({"routing_key": "short", "event_action": "resolve"})[0]
+        "Length of 'routing_key' is incorrect (should be 32 characters)"
+    """
+    if not isinstance(event, dict):
+        return ["Event object is not a JSON object"]
+    errors = []
+    routing_key = event.get("routing_key")
+    if not isinstance(routing_key, str) or len(routing_key) != 32:
+        errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
+    action = event.get("event_action")
+    if action not in ACTIONS:
+        errors.append("'event_action' is invalid (must be trigger, acknowledge or resolve)")
+    key = event.get("dedup_key")
+    if key is not None and (not isinstance(key, str) or len(key) > 255):
+        errors.append("'dedup_key' is too long (max 255 characters)")
+    if action in ("acknowledge", "resolve") and not key:
+        errors.append("'dedup_key' is required for acknowledge and resolve")
+    if action == "trigger":
+        payload = event.get("payload")
+        if not isinstance(payload, dict):
+            return [*errors, "'payload' is missing or not an object"]
+        summary = payload.get("summary")
+        if not isinstance(summary, str) or not summary or len(summary) > 1024:
+            errors.append("'payload.summary' is missing or longer than 1024 characters")
+        if not isinstance(payload.get("source"), str) or not payload["source"]:
+            errors.append("'payload.source' is missing")
+        if payload.get("severity") not in SEVERITIES:
+            errors.append("'payload.severity' is invalid")
+    return errors
+
+
+class LocalPagerDuty(ThreadingHTTPServer):
+    """PagerDuty's Events API v2 on ``127.0.0.1`` (see the module doc); serves in a
+    background thread inside ``with``."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _EnqueueHandler)
+        self.lock = threading.Lock()
+        self.events: list[PagerDutyEvent] = []
+        self.refused = 0
+        self._open: set[str] = set()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to give ``PagerDutyNotifier(base_url=…)``."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> LocalPagerDuty:
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.05,), name="local-pagerduty", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def accept(self, event: dict[str, Any]) -> str:
+        """Log an event that passed validation and fold it into its alert; its dedup_key."""
+        key = event.get("dedup_key") or f"srv-{len(self.events)}"
+        action = event["event_action"]
+        with self.lock:
+            opened = action == "trigger" and key not in self._open
+            if action == "trigger":
+                self._open.add(key)
+            elif action == "resolve":
+                self._open.discard(key)
+            self.events.append(PagerDutyEvent(action, key, time.time(), opened))
+        return str(key)
+
+    def triggers_by_key(self) -> Counter[str]:
+        """How many trigger events arrived for each ``dedup_key``."""
+        with self.lock:
+            return Counter(e.dedup_key for e in self.events if e.action == "trigger")
+
+    def alerts_opened_by_key(self) -> Counter[str]:
+        """How many times a trigger opened a new alert for each ``dedup_key`` (a repeat
+        trigger while the alert is open is folded into it, as PagerDuty does)."""
+        with self.lock:
+            return Counter(e.dedup_key for e in self.events if e.opened_alert)
+
+
+class _EnqueueHandler(BaseHTTPRequestHandler):
+    server: LocalPagerDuty
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        try:
+            event: Any = json.loads(raw)
+        except ValueError:
+            event = None
+        reply: dict[str, Any]
+        if self.path != "/v2/enqueue":
+            status, reply = 404, {"status": "not found", "message": "no route"}
+        elif errors := validate_event(event):
+            status = 400
+            reply = {
+                "status": "invalid event",
+                "message": "Event object is invalid",
+                "errors": errors,
+            }
+            with self.server.lock:
+                self.server.refused += 1
+        else:
+            key = self.server.accept(event)
+            status, reply = (
+                202,
+                {"status": "success", "message": "Event processed", "dedup_key": key},
+            )
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
