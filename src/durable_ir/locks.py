@@ -28,6 +28,7 @@ import asyncio
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import time
 from abc import ABC, abstractmethod
@@ -35,12 +36,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from durable_ir.errors import IncidentBusy
 
 __all__ = ["FileRangeLocks", "IncidentLocks", "PostgresAdvisoryLocks", "ProcessLocks", "lock_key"]
+
+log = logging.getLogger("durable_ir.locks")
 
 _POLL_START_S = 0.005
 _POLL_MAX_S = 0.1
@@ -179,12 +183,27 @@ class PostgresAdvisoryLocks(IncidentLocks):
         return True
 
     async def release(self, incident_id: str) -> None:
+        """Unlock, and give the lock's connection back to the pool.
+
+        If that connection died while the lock was held (PostgreSQL restarted, or
+        ``pg_terminate_backend`` ended the session), the server released the lock when the
+        session ended: that is logged, once, as a warning, and not raised, since whatever ran
+        under the lock has finished by now. The pool discards the dead connection.
+        """
         conn = self._held.pop(incident_id, None)
         if conn is None:
             return
         try:
-            if not conn.closed:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(incident_id),))
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(incident_id),))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            log.warning(
+                "the lock of incident %s was lost with its database connection (%s: %s): "
+                "PostgreSQL released it when the session ended, so another worker could "
+                "have taken the incident while this one still ran it",
+                incident_id,
+                type(exc).__name__,
+                (str(exc).strip().splitlines() or ["no message"])[0],
+            )
         finally:
             await self._pool.putconn(conn)
 

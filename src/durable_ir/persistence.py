@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -231,16 +232,24 @@ async def _open_postgres(
     except psycopg.Error as exc:
         raise ConfigurationError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
     await probe.close()
+    check = _DroppedConnectionCheck()
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url.target,
         min_size=1,
         max_size=pool_size,
         open=False,
         timeout=connect_timeout,
+        # After an outage, a reconnection attempt (psycopg_pool retries 1, 2, 4, … s apart)
+        # lasts no longer than a request waits; the next request starts a fresh one.
+        reconnect_timeout=connect_timeout,
         # What AsyncPostgresSaver needs, and what works behind a transaction pooler.
         kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
+        # Connections the server dropped while they sat in the pool (a restart,
+        # pg_terminate_backend) are replaced before anyone gets them.
+        check=check,
         name="durable-ir",
     )
+    check.pool = pool
     try:
         await pool.open(wait=True, timeout=connect_timeout)
     except Exception as exc:
@@ -265,6 +274,48 @@ async def _open_postgres(
         finally:
             await guard.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
     return Store(url, saver, ledger, locks)
+
+
+class _DroppedConnectionCheck:
+    """The pool's check of every connection it hands out: raise if the server dropped it.
+
+    An idle connection has nothing to read unless the server closed it: when PostgreSQL
+    restarts or ``pg_terminate_backend`` ends the session, the server sends a FATAL error and
+    closes the socket. So a poll of the socket (no round trip) finds those, and only a
+    readable socket costs a full check (an empty query, which raises on a dead connection).
+
+    What drops one idle connection drops them all, and psycopg_pool backs off for a second,
+    then two, … before each further check that fails within one request: so on the first dead
+    connection the pool is drained (every idle connection replaced, the ones in use replaced
+    when they come back), and the request waits only for a fresh connection.
+    """
+
+    def __init__(self) -> None:
+        self.pool: AsyncConnectionPool[Any] | None = None
+
+    async def __call__(self, conn: AsyncConnection[Any]) -> None:
+        if not _socket_readable(conn):
+            return
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            if self.pool is not None:
+                await self.pool.drain()
+            raise
+
+
+def _socket_readable(conn: AsyncConnection[Any]) -> bool:
+    """True if ``conn``'s socket has something to read (or is not usable): never blocks."""
+    try:
+        fd = conn.fileno()
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 async def _fetch_flag(conn: AsyncConnection[Any], query: LiteralString, key: int) -> bool:

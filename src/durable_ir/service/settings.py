@@ -105,7 +105,8 @@ class ServiceSettings:
     both cases.
     """
 
-    database_url: str | None = None
+    # May hold a password: kept out of repr(), so that logging the settings cannot leak it.
+    database_url: str | None = field(default=None, repr=False)
     api_tokens: tuple[TokenEntry, ...] = ()
     p0_role: Literal["approver", "lead"] = "approver"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -115,7 +116,8 @@ class ServiceSettings:
     lock_wait: float = 30.0
     shutdown_grace: float = 10.0
     pool_size: int = 20
-    slack_signing_secret: str | None = None
+    # A secret: kept out of repr() too.
+    slack_signing_secret: str | None = field(default=None, repr=False)
     slack_users: Mapping[str, Principal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

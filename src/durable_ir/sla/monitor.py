@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from durable_ir.errors import ConfigurationError, IncidentBusy
 from durable_ir.records import ApprovalRecord
 from durable_ir.sla.policy import Reminder
@@ -203,14 +205,24 @@ class SlaMonitor:
     async def run(self) -> None:
         """Sweep every ``interval`` seconds, and recover unapplied decisions, until cancelled.
 
-        Errors (a database restart, say) are logged and the loop goes on.
+        Errors do not stop the loop, and an outage is logged once: the first failed sweep at
+        error level (a database that cannot be reached or dropped the connection gets one line
+        saying so; any other error its traceback), the same failure again at debug level, and
+        one info line when a sweep works again, counting the failed ones.
         """
         log.info("SLA monitor started (every %.1fs, batch %d)", self.interval, self.batch)
+        failures = _SweepFailures(self.interval)
         try:
             while True:
                 try:
                     report = await self.sweep()
                     recovered = await self.runtime.recover()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures.failed(exc)
+                else:
+                    failures.succeeded()
                     if report.did_something or recovered:
                         log.info(
                             "SLA sweep: %d expired (%d deferred), %d reminded, %d recovered",
@@ -219,10 +231,74 @@ class SlaMonitor:
                             len(report.reminded),
                             len(recovered),
                         )
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("SLA sweep failed; retrying in %.1fs", self.interval)
                 await asyncio.sleep(self.interval)
         finally:
             log.info("SLA monitor stopped")
+
+
+_UNREACHABLE = "the database is unreachable"
+
+
+def _failure_kind(exc: Exception) -> str:
+    """What went wrong, such that one outage gives the same answer on every sweep: a
+    PostgreSQL connection error (its wording changes as the pool goes from dropped connections
+    to refused connects to time-outs) is :data:`_UNREACHABLE`; anything else is its type and
+    message."""
+    if isinstance(exc, psycopg.InterfaceError) or (
+        isinstance(exc, psycopg.OperationalError) and _is_connection_state(exc.sqlstate)
+    ):
+        return _UNREACHABLE
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_connection_state(sqlstate: str | None) -> bool:
+    """True for the SQLSTATEs of a lost or refused connection: none at all (the client's own:
+    a dropped socket, a refused connect, the pool's time-out), class 08, or the server
+    shutting down or starting up (57P01–57P03)."""
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+class _SweepFailures:
+    """The monitor loop's log of failed sweeps: the first of a run of identical failures at
+    error level, the rest at debug level, and one info line when a sweep works again."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.count = 0
+        self.kind: str | None = None
+
+    def failed(self, exc: Exception) -> None:
+        """Log a failed sweep."""
+        kind = _failure_kind(exc)
+        self.count += 1
+        if kind == self.kind:
+            log.debug("SLA sweep failed again (%d in a row): %s", self.count, _first_line(exc))
+        elif kind == _UNREACHABLE:
+            log.error(
+                "SLA sweep failed: %s (%s); the monitor keeps retrying every %gs",
+                _UNREACHABLE,
+                _first_line(exc),
+                self.interval,
+            )
+        else:
+            log.error(
+                "SLA sweep failed; the monitor keeps retrying every %gs",
+                self.interval,
+                exc_info=exc,
+            )
+        self.kind = kind
+
+    def succeeded(self) -> None:
+        """Note a sweep that worked: say so once if sweeps had been failing."""
+        if self.count:
+            if self.kind == _UNREACHABLE:
+                log.info("database reachable again after %d failed sweeps", self.count)
+            else:
+                log.info("SLA sweep works again after %d failed sweeps", self.count)
+        self.count = 0
+        self.kind = None
