@@ -240,6 +240,7 @@ async def test_an_unstarted_incident_is_started_by_recovery_once_its_grace_is_ov
         assert row is not None and row.lease_owner is None
         assert row.lease_expires_at == T0 + timedelta(seconds=60)
         assert await rt.recover_runs() == []  # its opener may still start it
+        assert (await rt.get(row.incident_id)).status == "running"  # owed a run, not finished
         clock.advance(seconds=61)
         assert await rt.recover_runs() == [row.incident_id]
         assert (await rt.get(row.incident_id)).status == "awaiting_approval"

@@ -505,8 +505,10 @@ class Runtime:
             status = "resuming"
         else:
             # ``tasks`` too: a task whose writes were saved is out of ``next`` while the run
-            # that died before its next checkpoint has not moved on.
-            status = "running" if state.next or state.tasks else "finished"
+            # that died before its next checkpoint has not moved on. An open incident whose
+            # first run has not begun is owed one: running, not finished.
+            owed = indexed is not None and indexed.is_open and not state.values
+            status = "running" if state.next or state.tasks or owed else "finished"
         return IncidentSnapshot(
             id=incident_id,
             status=status,
