@@ -500,24 +500,12 @@ async def test_a_lock_lost_with_its_session_is_free_for_another_worker(
     assert len(lost) == 1 and lost[0].levelno == logging.WARNING
 
 
-LOST_LOCK_TAKEOVER = (
-    "a lost advisory lock is taken for a dead worker's: recover(stalled=True) takes over every "
-    "leased run whose lock it can get, so it continues a run its holder is still in (steps 2 "
-    "and 3 applied twice); recover() alone waits for the lease, which the holder's heartbeat "
-    "keeps fresh"
-)
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "stalled",
     [
         pytest.param(False, id="recover"),
-        pytest.param(
-            True,
-            id="recover-stalled",
-            marks=pytest.mark.xfail(strict=True, reason=LOST_LOCK_TAKEOVER),
-        ),
+        pytest.param(True, id="recover-stalled"),
     ],
 )
 async def test_recovery_elsewhere_never_reruns_a_run_whose_holder_lost_its_lock(

@@ -406,3 +406,37 @@ async def test_a_run_that_died_between_saved_writes_and_its_checkpoint_is_contin
         assert snapshot.status == "awaiting_approval", snapshot.status
         row = await rt.store.ledger.get_incident("inc-1")
         assert row is not None and row.is_open
+
+
+def test_owner_is_gone_only_for_a_dead_process_on_this_host() -> None:
+    import socket
+    import subprocess
+
+    from durable_ir.leases import owner_is_gone, worker_id
+
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    host = socket.gethostname()[:60]
+    assert owner_is_gone(f"{host}:{dead_pid.pid}:abcd1234")
+    assert not owner_is_gone(worker_id())  # this process
+    assert not owner_is_gone(f"{host}:1:abcd1234")  # alive (init), not ours to signal
+    assert not owner_is_gone(f"another-host:{dead_pid.pid}:abcd1234")  # cannot tell
+    assert not owner_is_gone("my-own-worker-name")
+
+
+async def test_start_up_recovery_leaves_a_live_runtimes_fresh_lease_alone(
+    durable_url: str,
+) -> None:
+    """Another runtime in this process holds a fresh lease on an incident but (having lost
+    its lock's session, say) no lock: start-up recovery must not take the run from it."""
+    async with open_runtime(durable_url) as live, open_runtime(durable_url) as starting:
+        graph = slow_graph(0)
+        starting.register(graph)
+        live.register(graph)
+        await live.store.ledger.open_incident(
+            NewIncident("inc-1", "incident", live.clock(), alert={}, lease=live.leases.lease())
+        )
+        assert await starting.recover_runs(all_leased=True) == []
+        # The same lease, once its owner missed a heartbeat, is taken over.
+        await live.store.ledger.extend_leases(["inc-1"], live.leases.owner, live.clock())
+        assert await starting.recover_runs(all_leased=True) == ["inc-1"]

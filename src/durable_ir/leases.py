@@ -41,14 +41,38 @@ from durable_ir.errors import ConfigurationError
 from durable_ir.ledger import ApprovalLedger
 from durable_ir.records import RunLease
 
-__all__ = ["LeaseKeeper", "worker_id"]
+__all__ = ["LeaseKeeper", "owner_is_gone", "worker_id"]
 
 log = logging.getLogger("durable_ir.leases")
 
 
 def worker_id() -> str:
     """A name for this process that no other process shares: ``host:pid:random``."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _host() -> str:
+    return socket.gethostname()[:60]
+
+
+def owner_is_gone(owner: str) -> bool:
+    """True if ``owner`` (a :func:`worker_id`) is a process on this host that no longer
+    exists. False when that cannot be told — another host, this process, a live (or reused)
+    pid, an id of another form — so callers err on the side of "maybe alive"."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != _host() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, but not ours to signal
+        return False
+    return False
 
 
 class LeaseKeeper:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -38,6 +39,7 @@ from durable_ir.approval.deciding import Decider
 from durable_ir.clock import Clock
 from durable_ir.errors import IncidentBusy
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
+from durable_ir.leases import owner_is_gone
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord, IncidentRecord
 from durable_ir.runs import GraphRunner
@@ -92,7 +94,8 @@ class RunTakeover:
         (at start-up) — and take over those whose runner is gone."""
         ledger = self._store.ledger
         if all_leased:
-            rows = await ledger.leased_incidents(limit)
+            now = self._clock()
+            rows = [r for r in await ledger.leased_incidents(limit) if self._runner_gone(r, now)]
         else:
             rows = await ledger.claim_expired_runs(
                 self._clock(), self._runner.leases.lease(), limit
@@ -116,6 +119,19 @@ class RunTakeover:
             except Exception:
                 log.exception("taking over incident %s failed", row.incident_id)
         return report
+
+    def _runner_gone(self, row: IncidentRecord, now: datetime) -> bool:
+        """Whether a lease that has not expired may be taken over at start-up: its owner is
+        this runtime and not running it, a dead process on this host, or missed a heartbeat. Being able to take the incident's
+        lock is not enough: a live runner whose lock's session was cut (a database restart)
+        has lost the lock but is still running, and still heart-beating."""
+        if row.lease_owner is None or row.lease_expires_at is None:
+            return True  # nobody runs it: opened and not started, or a failed run's retry
+        leases = self._runner.leases
+        if row.lease_owner == leases.owner:
+            return row.incident_id not in leases.held()  # this runtime's own: it knows
+        missed_beat = row.lease_expires_at <= now + timedelta(seconds=leases.ttl * 2 / 3)
+        return missed_beat or owner_is_gone(row.lease_owner)
 
     async def _take_over(self, row: IncidentRecord, report: TakeoverReport) -> bool:
         """Continue ``row``'s run; the caller holds its lock. False if nothing was owed."""
