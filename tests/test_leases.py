@@ -440,3 +440,21 @@ async def test_start_up_recovery_leaves_a_live_runtimes_fresh_lease_alone(
         # The same lease, once its owner missed a heartbeat, is taken over.
         await live.store.ledger.extend_leases(["inc-1"], live.leases.owner, live.clock())
         assert await starting.recover_runs(all_leased=True) == ["inc-1"]
+
+
+async def test_an_incident_whose_checkpoints_vanished_is_closed_not_started_again(
+    database_url: str, counter_dir: Path
+) -> None:
+    clock = FixedClock(T0)
+    async with open_runtime(database_url, clock=clock, lease_ttl=10) as rt:
+        graph = build_incident_graph(counter_dir).build()
+        intake = await rt.ingest(graph, dict(ALERT))
+        assert intake.incident is not None
+        incident_id = intake.incident.incident_id
+        await rt.store.checkpointer.adelete_thread(incident_id)  # deleted behind its back
+        await rt.decide(incident_id, Approve(by="alice"))  # nothing to resume: no run starts
+        clock.advance(seconds=11)
+        await rt.recover()
+        row = await rt.store.ledger.get_incident(incident_id)
+        assert row is not None and row.outcome == "state_missing"
+        assert lines(counter_dir / f"{incident_id}.log") == []  # no remediation, no new run

@@ -121,10 +121,11 @@ class RunTakeover:
         return report
 
     def _runner_gone(self, row: IncidentRecord, now: datetime) -> bool:
-        """Whether a lease that has not expired may be taken over at start-up: its owner is
-        this runtime and not running it, a dead process on this host, or missed a heartbeat. Being able to take the incident's
-        lock is not enough: a live runner whose lock's session was cut (a database restart)
-        has lost the lock but is still running, and still heart-beating."""
+        """Whether a lease that has not expired may be taken over at start-up: its owner
+        is this runtime and not running it, a dead process on this host, or missed a
+        heartbeat. Being able to take the incident's lock is not enough: a live runner whose
+        lock's session was cut (a database restart) has lost the lock but is still running,
+        and still heart-beating."""
         if row.lease_owner is None or row.lease_expires_at is None:
             return True  # nobody runs it: opened and not started, or a failed run's retry
         leases = self._runner.leases
@@ -171,6 +172,15 @@ class RunTakeover:
             f"; last error: {row.last_error}" if row.last_error else "",
         )
         if not started:
+            if row.started_at is not None:
+                # It ran before, and its checkpoints are gone (deleted by hand, or pruned):
+                # starting it again from its alert would be a second incident, not recovery.
+                log.error(
+                    "incident %s has no checkpoint left although it ran; closing it",
+                    row.incident_id,
+                )
+                await ledger.close_incident(row.incident_id, "state_missing", self._clock())
+                return True
             if row.alert is None:
                 raise LookupError(f"incident {row.incident_id!r} has no stored input to start")
             await self._first_run(graph, row.incident_id, row.alert)

@@ -1,26 +1,29 @@
 """Deciding on an approval: the one safe way a decision enters the system.
 
 ``decide`` validates the decision, records it in the ledger with a first-writer-wins
-compare-and-set, and only then resumes the graph, by interrupt id, with ``durability="sync"``,
-under the incident's cross-process lock. A decision that was recorded but whose resume did not
-finish (the process died, or the lock holder was busy) is applied by ``recover``; applying is
-idempotent because it re-reads the ledger and the checkpoint under the lock first.
+compare-and-set, and only then continues the graph, with ``durability="sync"``, under the
+incident's cross-process lock; the approval node takes the decision it was handed with the
+config. A decision that was recorded but whose resume did not finish (the process died, or
+the lock holder was busy) is applied by ``recover``; applying is idempotent because it
+re-reads the ledger and the checkpoint under the lock first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import EmptyInputError
 from langgraph.types import Command
 
 from durable_ir.approval.request import allowed_decisions
 from durable_ir.clock import Clock
 from durable_ir.decisions import Decision, Edit, validate_decision
 from durable_ir.errors import Conflict, IncidentBusy, InvalidDecision, InvalidInput, NotFound
-from durable_ir.graphs import GraphRegistry
+from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import DecisionWrite
 from durable_ir.persistence import Store
@@ -107,7 +110,9 @@ class Decider:
         decision; False if the incident stayed busy (its holder or recovery applies it)."""
         try:
             async with self._store.locks.hold(row.incident_id, wait=wait):
-                await self.apply_locked(row)
+                # The row is read again under the lock; if it is still unapplied, the graph
+                # is where a fresh decision finds it: continue it without reading it first.
+                await self._apply_locked(row, fresh=False, read_state=False)
         except IncidentBusy:
             return False
         return True
@@ -179,16 +184,18 @@ class Decider:
     async def apply_locked(self, record: ApprovalRecord, *, fresh: bool = False) -> bool:
         """Hand a recorded decision to its graph; the caller holds the incident's lock.
 
-        ``fresh``: ``record`` is the row this process just recorded, so the ledger need not
-        be read again (if another worker applied it meanwhile, the graph has moved past its
-        pause, and the checkpoint says so). Returns True if this call ran the graph, False if
-        there was nothing left to do.
+        ``fresh``: ``record`` is the row this process just recorded, so neither the ledger nor
+        the checkpoint need be read first (see :meth:`_continue`). Returns True if this call
+        ran the graph, False if there was nothing left to do (for ``fresh``, only when the
+        thread has no checkpoint).
         """
         return (await self._apply_locked(record, fresh=fresh))[0]
 
     async def _apply_locked(
-        self, record: ApprovalRecord, *, fresh: bool
+        self, record: ApprovalRecord, *, fresh: bool, read_state: bool | None = None
     ) -> tuple[bool, ApprovalRecord | None]:
+        """``read_state``: read the checkpoint before resuming (default: unless ``fresh``),
+        so that the result says whether the graph still needed the decision."""
         ledger = self._store.ledger
         current = record if fresh else await ledger.get(record.approval_id)
         if current is None or current.is_pending or current.applied_at is not None:
@@ -197,24 +204,10 @@ class Decider:
         # The approval node gets the decision with the config: no second read of the row.
         services = replace(self._services_for(graph.name), decided={current.approval_id: current})
         config = graph.config(current.incident_id, services)
-        state = await graph.compiled.aget_state(config)
-        waiting = any(i.id == current.approval_id for i in state.interrupts)
-        # If the run stopped before its pause was saved (it crashed, or the decision came in
-        # while it was still running), continue it: the approval node finds the decision.
-        stalled = bool(state.next) and not state.interrupts
-        run_input: Command[Any] | None = None
-        if waiting:
-            run_input = Command(resume={current.approval_id: {"approval_id": current.approval_id}})
-        ran = waiting or stalled
-        if ran:
-            try:
-                await self._runner.run(graph, current.incident_id, run_input, config)
-            except Exception:
-                after = await graph.compiled.aget_state(config)
-                if not any(i.id == current.approval_id for i in after.interrupts):
-                    # The approval node took the decision; a later stage failed.
-                    await ledger.mark_applied(current.approval_id, self._clock())
-                raise
+        if read_state if read_state is not None else not fresh:
+            ran = await self._resume_checked(graph, current, config)
+        else:
+            ran = await self._continue(graph, current, config)
         applied_at = self._clock()
         await ledger.mark_applied(current.approval_id, applied_at)
         log.info(
@@ -225,6 +218,75 @@ class Decider:
             "" if ran else ": the graph had already moved past it",
         )
         return ran, replace(current, applied_at=applied_at)
+
+    async def _continue(
+        self, graph: RegisteredGraph, record: ApprovalRecord, config: RunnableConfig
+    ) -> bool:
+        """Continue the run with ``ainvoke(None)``, without reading the checkpoint first.
+
+        For a decision this process has just won the compare-and-set for (or read again,
+        still unapplied), under the incident's lock: the approval was pending a moment ago, so
+        the graph is paused on it, or stopped before its pause was saved (the run died, or is
+        the one that released the lock), or — if another worker applied it meanwhile — moved
+        past it. Continuing is right in each case: the approval node takes the decision from
+        ``services.decided`` without calling ``interrupt()``, so no resume value is needed (a
+        thread paused on another interrupt pauses there again; a finished one runs nothing).
+        And a thread without any checkpoint (deleted) is refused by LangGraph
+        (``EmptyInputError``) before anything runs: unlike ``Command(resume=...)``, ``None``
+        never starts a run from START. ``tests/test_performance_paths.py`` pins each case.
+        """
+        try:
+            await self._runner.run(graph, record.incident_id, None, config)
+        except EmptyInputError:
+            log.warning(
+                "incident %s has no checkpoint: nothing to resume with approval %s",
+                record.incident_id,
+                record.approval_id,
+            )
+            return False
+        except Exception:
+            await self._mark_if_taken(graph, record, config)
+            raise
+        return True
+
+    async def _resume_checked(
+        self, graph: RegisteredGraph, record: ApprovalRecord, config: RunnableConfig
+    ) -> bool:
+        """Read the checkpoint, then resume the run if it waits on ``record`` or stopped
+        before its pause was saved; False if it had moved past it."""
+        state = await graph.compiled.aget_state(config)
+        waiting = any(i.id == record.approval_id for i in state.interrupts)
+        # If the run stopped before its pause was saved (it crashed, or the decision came in
+        # while it was still running), continue it: the approval node finds the decision.
+        # (``tasks`` too: a task whose writes were saved before the run died is not in
+        # ``next``, but the run has not moved on.)
+        stalled = bool(state.next or state.tasks) and not state.interrupts
+        if not (waiting or stalled):
+            return False
+        run_input: Command[Any] | None = None
+        if waiting:
+            run_input = Command(resume={record.approval_id: {"approval_id": record.approval_id}})
+        try:
+            await self._runner.run(graph, record.incident_id, run_input, config)
+        except Exception:
+            await self._mark_if_taken(graph, record, config)
+            raise
+        return True
+
+    async def _mark_if_taken(
+        self, graph: RegisteredGraph, record: ApprovalRecord, config: RunnableConfig
+    ) -> None:
+        """After a run that raised: mark the decision applied if the approval node took it
+        (a later stage failed), else leave it for recovery (which applies it again)."""
+        after = await graph.compiled.aget_state(config)
+        if any(i.id == record.approval_id for i in after.interrupts):
+            return  # still waiting on it
+        node = graph.approval_node(record.node)
+        values = after.values if isinstance(after.values, Mapping) else {}
+        outcome = values.get(node.state_key) if node is not None else None
+        taken = isinstance(outcome, Mapping) and outcome.get("approval_id") == record.approval_id
+        if taken or record.node not in after.next:
+            await self._store.ledger.mark_applied(record.approval_id, self._clock())
 
     async def apply_recorded(self, incident_id: str) -> int:
         """Apply every recorded-but-unapplied decision of one incident; caller holds its lock."""

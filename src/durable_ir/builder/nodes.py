@@ -152,10 +152,14 @@ class IncidentNodes:
 
     async def ingest(self, state: State, config: RunnableConfig) -> Update:
         """Normalise the alert (an :class:`~durable_ir.Alert` or the generic JSON shape)."""
-        alert = check_alert(state.get("alert"))
+        given = state.get("alert")
+        alert = check_alert(given)
+        normalised = alert.as_state()
         title = f"{alert.name} on {alert.service}"
-        return {
-            "alert": alert.as_state(),
+        # Runtime.ingest hands over the alert normalised already: writing it again would only
+        # store a second copy of it in the checkpoint.
+        update: Update = {} if normalised == given else {"alert": normalised}
+        return update | {
             "title": title,
             **self.event(config, "ingest", f"alert {alert.name} received for {alert.service}"),
         }
