@@ -296,13 +296,15 @@ def build_rca_loop(
         except TimeoutError:
             return None, f"analysis timed out after {config.attempt_timeout}s", 0
 
-    def assess(state: RcaState) -> Literal["gather_evidence", "conclude"]:
+    # Both are coroutine functions although they only read the state: LangGraph runs a plain
+    # function on a thread pool when the graph runs asynchronously.
+    async def assess(state: RcaState) -> Literal["gather_evidence", "conclude"]:
         attempts = state.get("rca_attempts") or []
         if attempts and attempts[-1]["confidence"] >= config.threshold:
             return "conclude"
         return "gather_evidence" if len(attempts) < config.max_attempts else "conclude"
 
-    def conclude(state: RcaState) -> dict[str, Any]:
+    async def conclude(state: RcaState) -> dict[str, Any]:
         attempts = state.get("rca_attempts") or []
         answered = [a for a in attempts if a["hypothesis"] is not None]
         # The most confident hypothesis; among equals, the latest (it saw the most evidence).
