@@ -7,8 +7,9 @@ way PagerDuty does: it validates the event (a 32-character ``routing_key``, a kn
 alert per ``dedup_key`` — a trigger for an open alert is folded into it, as PagerDuty does. It
 logs every accepted event, so a benchmark can count triggers per ``dedup_key`` afterwards.
 
-It is a minimal copy of what the test suite's ``tests/support/pagerduty_api.py`` does
-(benchmarks do not depend on test support code for their external services).
+Events are validated by the test suite's PagerDuty stand-in
+(``tests/support/pagerduty_api.py``'s ``validate``), so both refuse exactly the same events;
+this server adds the per-``dedup_key`` accounting the chaos harness checks.
 
 Example:
     >>> import httpx
@@ -31,10 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["LocalPagerDuty", "PagerDutyEvent", "validate_event"]
+import _common  # noqa: F401 - puts tests/ (and src/) on sys.path
 
-SEVERITIES = ("critical", "error", "warning", "info")
-ACTIONS = ("trigger", "acknowledge", "resolve")
+from support.pagerduty_api import validate as validate_event
+
+__all__ = ["LocalPagerDuty", "PagerDutyEvent", "validate_event"]
 
 
 @dataclass(frozen=True)
@@ -46,41 +48,6 @@ class PagerDutyEvent:
     dedup_key: str
     at: float
     opened_alert: bool
-
-
-def validate_event(event: Any) -> list[str]:
-    """Why PagerDuty would refuse ``event`` (empty if it is valid).
-
-    Example:
-        >>> validate_event({"routing_key": "short", "event_action": "resolve"})[0]
-        "Length of 'routing_key' is incorrect (should be 32 characters)"
-    """
-    if not isinstance(event, dict):
-        return ["Event object is not a JSON object"]
-    errors = []
-    routing_key = event.get("routing_key")
-    if not isinstance(routing_key, str) or len(routing_key) != 32:
-        errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
-    action = event.get("event_action")
-    if action not in ACTIONS:
-        errors.append("'event_action' is invalid (must be trigger, acknowledge or resolve)")
-    key = event.get("dedup_key")
-    if key is not None and (not isinstance(key, str) or len(key) > 255):
-        errors.append("'dedup_key' is too long (max 255 characters)")
-    if action in ("acknowledge", "resolve") and not key:
-        errors.append("'dedup_key' is required for acknowledge and resolve")
-    if action == "trigger":
-        payload = event.get("payload")
-        if not isinstance(payload, dict):
-            return [*errors, "'payload' is missing or not an object"]
-        summary = payload.get("summary")
-        if not isinstance(summary, str) or not summary or len(summary) > 1024:
-            errors.append("'payload.summary' is missing or longer than 1024 characters")
-        if not isinstance(payload.get("source"), str) or not payload["source"]:
-            errors.append("'payload.source' is missing")
-        if payload.get("severity") not in SEVERITIES:
-            errors.append("'payload.severity' is invalid")
-    return errors
 
 
 class LocalPagerDuty(ThreadingHTTPServer):

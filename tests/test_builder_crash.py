@@ -4,7 +4,6 @@ and PagerDuty hears about an incident once however many processes escalate it.""
 from __future__ import annotations
 
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,25 +16,14 @@ from support.incident_parts import build_incident_graph, lines
 from support.incident_worker import ROUTING_KEY
 from support.local_http import serving
 from support.pagerduty_api import PagerDutyApi
-from support.processes import JsonLineProcess
-
-
-def worker(*args: str) -> JsonLineProcess:
-    return JsonLineProcess([sys.executable, "-m", "support.incident_worker", *args])
+from support.processes import finish
+from support.processes import incident_worker as worker
 
 
 @pytest.fixture
 def pd() -> Iterator[PagerDutyApi]:
     with serving(PagerDutyApi()) as server:
         yield server
-
-
-def finish(child: JsonLineProcess) -> int:
-    try:
-        return child.wait()
-    finally:
-        child.kill()
-        child.close()
 
 
 async def test_sigkill_after_step_2_of_4_then_recovery_applies_3_and_4_once(

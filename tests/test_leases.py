@@ -22,7 +22,8 @@ from durable_ir.ledger import ApprovalLedger
 from durable_ir.ledger.base import DecisionWrite
 from durable_ir.records import ApprovalStatus, NewApproval, NewIncident, RunLease
 from support.incident_parts import ALERT, build_incident_graph, lines
-from support.processes import JsonLineProcess
+from support.processes import finish
+from support.processes import incident_worker as worker
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -326,18 +327,6 @@ async def test_a_run_that_keeps_failing_is_stopped_after_max_attempts(
             assert row.outcome == "crash_loop"
         clock.advance(seconds=11)
         assert await rt.recover_runs() == [] and len(calls) == 4 + with_escalate
-
-
-def worker(*args: str) -> JsonLineProcess:
-    return JsonLineProcess([sys.executable, "-m", "support.incident_worker", *args])
-
-
-def finish(child: JsonLineProcess) -> int:
-    try:
-        return child.wait()
-    finally:
-        child.kill()
-        child.close()
 
 
 @pytest.mark.slow

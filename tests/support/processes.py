@@ -94,3 +94,18 @@ class Worker(JsonLineProcess):
 
     def __init__(self, *args: str) -> None:
         super().__init__([sys.executable, "-m", "support.worker", *args])
+
+
+def incident_worker(*args: str) -> JsonLineProcess:
+    """``support.incident_worker`` in its own process, with ``args``."""
+    return JsonLineProcess([sys.executable, "-m", "support.incident_worker", *args])
+
+
+def finish(child: JsonLineProcess) -> int:
+    """Wait for ``child`` to exit and return its exit code (``-9`` for SIGKILL); then make sure
+    it is gone and its pipes are closed."""
+    try:
+        return child.wait()
+    finally:
+        child.kill()
+        child.close()
