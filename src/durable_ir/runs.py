@@ -31,16 +31,25 @@ from datetime import timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
 
 from durable_ir.clock import Clock
 from durable_ir.graphs import RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import ApprovalLedger
 
-__all__ = ["PAUSED_KEY", "GraphRunner", "outcome_of"]
+__all__ = ["PAUSED_KEY", "GraphRunner", "has_work_left", "outcome_of"]
 
 PAUSED_KEY = "__interrupt__"
 """The key LangGraph's ``ainvoke`` output carries when the run paused on ``interrupt()``."""
+
+
+def has_work_left(state: StateSnapshot) -> bool:
+    """True while the run in ``state`` can go on. ``next`` lists what is still to run; a task
+    whose writes were saved before the run died (before the next checkpoint) is left out of
+    ``next`` but is still in ``tasks``, and ``ainvoke(None)`` carries on from it: that run
+    has not ended."""
+    return bool(state.next or state.tasks)
 
 
 def outcome_of(result: Any) -> str | None:

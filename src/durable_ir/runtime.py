@@ -69,7 +69,7 @@ from durable_ir.records import (
     RunLease,
 )
 from durable_ir.retention import prune_closed
-from durable_ir.runs import GraphRunner
+from durable_ir.runs import GraphRunner, has_work_left
 from durable_ir.services import NodeServices
 from durable_ir.sla import SlaPolicy
 from durable_ir.takeover import RunTakeover
@@ -504,11 +504,10 @@ class Runtime:
         elif latest is not None and not latest.is_pending and latest.applied_at is None:
             status = "resuming"
         else:
-            # ``tasks`` too: a task whose writes were saved is out of ``next`` while the run
-            # that died before its next checkpoint has not moved on. An open incident whose
-            # first run has not begun is owed one: running, not finished.
+            # An open incident whose first run has not begun is owed one: running, not
+            # finished.
             owed = indexed is not None and indexed.is_open and not state.values
-            status = "running" if state.next or state.tasks or owed else "finished"
+            status = "running" if has_work_left(state) or owed else "finished"
         return IncidentSnapshot(
             id=incident_id,
             status=status,

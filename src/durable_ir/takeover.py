@@ -42,7 +42,7 @@ from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import owner_is_gone
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord, IncidentRecord
-from durable_ir.runs import GraphRunner
+from durable_ir.runs import GraphRunner, has_work_left
 from durable_ir.services import NodeServices
 
 __all__ = ["CRASH_LOOP", "ESCALATION_NODE", "RunTakeover", "TakeoverReport"]
@@ -145,9 +145,7 @@ class RunTakeover:
             for r in await ledger.history(row.incident_id)
             if not r.is_pending and r.applied_at is None
         ]
-        # A run that died after LangGraph saved a task's writes but before the next
-        # checkpoint has no ``next`` (that task is done) but still has the task: not ended.
-        pending = bool(state.next or state.tasks)
+        pending = has_work_left(state)
         started = bool(state.values) or pending
         if started and not pending:
             # It ended; only the index (and the decision that ended it) were not told.
@@ -162,11 +160,10 @@ class RunTakeover:
         if attempt > self._max_attempts:
             await self._give_up(graph, row, config, state, attempt)
             return True
-        where = ", ".join(state.next or [t.name for t in state.tasks]) or "its first node"
         log.warning(
             "taking over incident %s, stopped before %s (attempt %d of %d)%s",
             row.incident_id,
-            where,
+            _stopped_before(state),
             attempt,
             self._max_attempts,
             f"; last error: {row.last_error}" if row.last_error else "",
@@ -201,7 +198,7 @@ class RunTakeover:
         attempt: int,
     ) -> None:
         """Stop a run that keeps failing and hand the incident to humans, with the error."""
-        nodes = ", ".join(state.next or [t.name for t in state.tasks]) or "its first node"
+        nodes = _stopped_before(state)
         cause = row.last_error or "its worker died (killed or crashed) while running it"
         detail = (
             f"the run was stopped after {attempt - 1} recovery attempts, failing in "
@@ -233,3 +230,8 @@ class RunTakeover:
         await self._store.ledger.close_incident(
             row.incident_id, str(ended_as or CRASH_LOOP), self._clock()
         )
+
+
+def _stopped_before(state: StateSnapshot) -> str:
+    """The nodes a stopped run would run next, for log lines and escalations."""
+    return ", ".join(state.next or [t.name for t in state.tasks]) or "its first node"

@@ -28,7 +28,7 @@ from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import DecisionWrite
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord
-from durable_ir.runs import PAUSED_KEY, GraphRunner
+from durable_ir.runs import PAUSED_KEY, GraphRunner, has_work_left
 from durable_ir.services import NodeServices
 
 __all__ = ["PAUSED_KEY", "Decider", "DecisionResult", "validate_incident_id"]
@@ -258,9 +258,7 @@ class Decider:
         waiting = any(i.id == record.approval_id for i in state.interrupts)
         # If the run stopped before its pause was saved (it crashed, or the decision came in
         # while it was still running), continue it: the approval node finds the decision.
-        # (``tasks`` too: a task whose writes were saved before the run died is not in
-        # ``next``, but the run has not moved on.)
-        stalled = bool(state.next or state.tasks) and not state.interrupts
+        stalled = has_work_left(state) and not state.interrupts
         if not (waiting or stalled):
             return False
         run_input: Command[Any] | None = None
