@@ -40,6 +40,7 @@ from durable_ir.errors import (
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.notifications import IncidentEvent, IncidentNotifier, send_once
 from durable_ir.persistence import Store, open_store, parse_database_url
+from durable_ir.postgres_saver import InlineSerdePostgresSaver
 from durable_ir.rca_loop import RcaConfig, build_rca_loop, route_after_rca
 from durable_ir.reconciliation import reconcile
 from durable_ir.records import ApprovalRecord, ApprovalStatus, IncidentRecord, RunLease
@@ -91,6 +92,7 @@ __all__ = [
     "IncidentSnapshot",
     "IncidentState",
     "IncidentStatus",
+    "InlineSerdePostgresSaver",
     "Intake",
     "InvalidDecision",
     "InvalidInput",

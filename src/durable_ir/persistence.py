@@ -1,13 +1,13 @@
 """One place that turns a database URL into a LangGraph checkpointer, the approval ledger and
 the per-incident locks, all in the same database.
 
-=================================  ======================  ===============  ==================
-URL                                checkpointer            ledger           locks
-=================================  ======================  ===============  ==================
-``postgresql://user@host/db``      AsyncPostgresSaver      PostgresLedger   advisory locks
-``sqlite:///path/to/incidents.db`` AsyncSqliteSaver        SqliteLedger     file range locks
-``memory://``                      InMemorySaver           MemoryLedger     in-process locks
-=================================  ======================  ===============  ==================
+=================================  ========================  ==============  ================
+URL                                checkpointer              ledger          locks
+=================================  ========================  ==============  ================
+``postgresql://user@host/db``      InlineSerdePostgresSaver  PostgresLedger  advisory locks
+``sqlite:///path/to/incidents.db`` AsyncSqliteSaver          SqliteLedger    file range locks
+``memory://``                      InMemorySaver             MemoryLedger    in-process locks
+=================================  ========================  ==============  ================
 
 ``sqlite:///relative.db`` is relative to the working directory, ``sqlite:////abs.db`` is
 absolute, and no URL at all means ``$DURABLE_IR_DATABASE_URL`` or else
@@ -39,7 +39,6 @@ import aiosqlite
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg import AsyncConnection
@@ -49,6 +48,7 @@ from psycopg_pool import AsyncConnectionPool
 from durable_ir.errors import ConfigurationError
 from durable_ir.ledger import ApprovalLedger, MemoryLedger, PostgresLedger, SqliteLedger
 from durable_ir.locks import FileRangeLocks, IncidentLocks, PostgresAdvisoryLocks, ProcessLocks
+from durable_ir.postgres_saver import InlineSerdePostgresSaver
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -242,7 +242,7 @@ async def _open_postgres(
         # After an outage, a reconnection attempt (psycopg_pool retries 1, 2, 4, … s apart)
         # lasts no longer than a request waits; the next request starts a fresh one.
         reconnect_timeout=connect_timeout,
-        # What AsyncPostgresSaver needs, and what works behind a transaction pooler.
+        # What the saver needs, and what works behind a transaction pooler.
         kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
         # Connections the server dropped while they sat in the pool (a restart,
         # pg_terminate_backend) are replaced before anyone gets them.
@@ -256,7 +256,8 @@ async def _open_postgres(
         await pool.close()
         raise ConfigurationError(f"cannot connect to PostgreSQL at {url}: {exc}") from exc
     stack.push_async_callback(pool.close)
-    saver = AsyncPostgresSaver(conn=pool, serde=serde)
+    # AsyncPostgresSaver, minus its thread hop for every (de)serialisation: see its module.
+    saver = InlineSerdePostgresSaver(conn=pool, serde=serde)
     ledger = PostgresLedger(pool)
     locks = PostgresAdvisoryLocks(pool)
     # Several processes may start at once: migrate under one advisory lock. setup() runs
