@@ -9,16 +9,20 @@ Run from the repository root::
     python benchmarks/throughput.py --synchronous-commit off         # no wait for WAL flush
     python benchmarks/throughput.py --smoke                          # tiny, for CI
 
-One run measures the same workload three ways, each in a fresh process and a fresh database
-(PostgreSQL: a throwaway database on the server, dropped afterwards; SQLite: a file in a
-temporary directory):
+One run measures the same workload three ways (four on PostgreSQL), each in a fresh process
+and a fresh database (PostgreSQL: a throwaway database on the server, dropped afterwards;
+SQLite: a file in a temporary directory):
 
 - **hand-written**: a LangGraph graph with exactly the nodes, subgraph and routes of
   durable-ir's incident graph (checked at start-up), no-op node bodies and an ``interrupt()``
-  approval node, on the saver configured the way durable-ir configures it (PostgreSQL: an
-  ``AsyncConnectionPool`` with ``autocommit``, ``dict_row``, ``prepare_threshold=None`` and
-  ``AsyncPostgresSaver``; SQLite: ``aiosqlite`` in WAL mode and ``AsyncSqliteSaver``). Started
+  approval node, on LangGraph's own saver with the connections durable-ir configures
+  (PostgreSQL: an ``AsyncConnectionPool`` with ``autocommit``, ``dict_row``,
+  ``prepare_threshold=None`` and ``AsyncPostgresSaver``, as a team writes it by hand; SQLite:
+  ``aiosqlite`` in WAL mode and ``AsyncSqliteSaver``, which durable-ir uses too). Started
   with ``ainvoke(alert)``, resumed with ``ainvoke(Command(resume=…))``, ``durability="sync"``.
+- **hand-written, our saver** (PostgreSQL): the same hand-written graph on durable-ir's
+  ``InlineSerdePostgresSaver`` instead of ``AsyncPostgresSaver`` (same pool settings), to
+  tell what the saver saves from what durable-ir's own layer costs.
 - **ours**: ``IncidentGraphBuilder`` with no-op parts (one evidence item, a confident
   hypothesis with one suggested action, an executor and verifier that succeed at once): the
   real approval node, ledger, incident index, locks and SLA registration. Started with
@@ -99,9 +103,14 @@ from _common import (
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-VARIANTS = ("handwritten", "ours", "dbos")
-LABELS = {"handwritten": "hand-written LangGraph", "ours": "durable-ir", "dbos": "DBOS"}
-Variant = Literal["handwritten", "ours", "dbos"]
+VARIANTS = ("handwritten", "handwritten_inline", "ours", "dbos")
+LABELS = {
+    "handwritten": "hand-written LangGraph",
+    "handwritten_inline": "hand-written, our saver",
+    "ours": "durable-ir",
+    "dbos": "DBOS",
+}
+Variant = Literal["handwritten", "handwritten_inline", "ours", "dbos"]
 
 
 # --------------------------------------------------------------------------- hand-written graph
@@ -398,8 +407,10 @@ async def child_handwritten(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _saver:
-    """The saver, configured as durable-ir's ``open_store`` configures it (written out here,
-    so that the baseline does not move when the library's own settings change)."""
+    """The hand-written graph's saver: LangGraph's own (or, for ``handwritten_inline``,
+    durable-ir's ``InlineSerdePostgresSaver``) on connections configured as ``open_store``
+    configures them (written out here, so that the baseline does not move when the library's
+    own settings change)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -411,6 +422,8 @@ class _saver:
             from psycopg.rows import dict_row
             from psycopg_pool import AsyncConnectionPool
 
+            from durable_ir import InlineSerdePostgresSaver
+
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.args.db,
                 min_size=1,
@@ -421,7 +434,11 @@ class _saver:
             )
             await pool.open(wait=True, timeout=30)
             self._close.append(pool.close)
-            saver: Any = AsyncPostgresSaver(conn=pool)
+            saver: Any = (
+                InlineSerdePostgresSaver(conn=pool)
+                if self.args.child == "handwritten_inline"
+                else AsyncPostgresSaver(conn=pool)
+            )
         else:
             import aiosqlite
             from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -558,7 +575,12 @@ async def child_dbos(args: argparse.Namespace) -> dict[str, Any]:
 
 def child_main(args: argparse.Namespace) -> int:
     COUNTER.install()
-    runner = {"ours": child_ours, "handwritten": child_handwritten, "dbos": child_dbos}[args.child]
+    runner = {
+        "ours": child_ours,
+        "handwritten": child_handwritten,
+        "handwritten_inline": child_handwritten,
+        "dbos": child_dbos,
+    }[args.child]
     started = time.perf_counter()
     result = asyncio.run(runner(args))
     result["peak_rss_mb"] = peak_rss_mb()
@@ -652,12 +674,12 @@ def report(
     args: argparse.Namespace,
     shape: str,
     settings: dict[str, str],
-    dbos_note: str | None,
+    notes: dict[str, str | None],
 ) -> list[str]:
     out = [
         f"throughput: store={args.store}, {args.incidents} incidents per phase, concurrency "
         f"{args.concurrency}, {args.warmup} warm-up incidents, {args.repeat} round(s) "
-        f"interleaved; graph shape: {shape} (same in both LangGraph variants)",
+        f"interleaved; graph shape: {shape} (the same in every LangGraph variant)",
     ]
     if settings:
         if args.synchronous_commit == "off":
@@ -678,6 +700,8 @@ def report(
     for variant in VARIANTS:
         s = summaries.get(variant)
         if s is None:
+            if notes.get(variant):
+                out.append(f"{LABELS[variant]:<24}{notes[variant]}")
             continue
         end = s.rate("end")
         vs = end / hand.rate("end") if hand and end and hand.rate("end") else None  # type: ignore[operator]
@@ -691,11 +715,10 @@ def report(
             f"{fmt(s.statements('pause'), '.0f') + '+' + fmt(s.statements('decide'), '.0f'):>11}"
             f"{s.rows():>15}{fmt(s.peak_rss(), '.0f'):>9}"
         )
-    if dbos_note:
-        out.append(f"{LABELS['dbos']:<24}{dbos_note}")
     out += [
         "pause = alert→pause, decide = decide→end, end = alert→end (N / both phases' time); "
-        "'vs hw' = end/s over hand-written's;",
+        "'vs hw' = end/s over hand-written's; 'hand-written, our saver' = the hand-written "
+        "graph on durable-ir's InlineSerdePostgresSaver instead of AsyncPostgresSaver;",
         "cpu, db cpu and stmts are per incident for pause+decide; db cpu = all postgres "
         "processes on this host; stmts = SQL statements sent (executemany: one per row);",
         "rows/inc = checkpoints root+subgraph / writes / KiB the saver stored for one incident "
@@ -765,8 +788,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help="comma-separated subset of handwritten,ours,dbos (handwritten and ours are needed "
-        "for the last line)",
+        help="comma-separated subset of handwritten,handwritten_inline,ours,dbos (handwritten "
+        "and ours are needed for the last line)",
     )
     parser.add_argument("--pool-size", type=int, default=None, help="connections per process")
     parser.add_argument("--statements", action="store_true", help="print SQL per incident")
@@ -811,6 +834,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = server_url(args.url) if args.store == "postgres" else None
     settings = server_settings(server) if server else {}
     variants: list[Variant] = [v for v in VARIANTS if v in args.chosen]  # type: ignore[misc]
+    inline_note = None
+    if "handwritten_inline" in variants and args.store != "postgres":
+        inline_note = "skipped: durable-ir's own saver is for PostgreSQL (SQLite: the stock one)"
+        variants.remove("handwritten_inline")
     dbos_note = None
     if "dbos" in variants:
         if args.store != "postgres":
@@ -838,7 +865,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({result['total_s']:.1f}s in the child)"
             )
     summaries: dict[str, Summary] = {v: Summary(v, rounds[v]) for v in variants}
-    print("\n".join(report(summaries, args, shape, settings, dbos_note)))
+    notes = {"handwritten_inline": inline_note, "dbos": dbos_note}
+    print("\n".join(report(summaries, args, shape, settings, notes)))
     log(f"total {time.perf_counter() - started:.1f}s")
     print(last_line(summaries, args))
     return 0

@@ -51,6 +51,7 @@ def test_throughput_smoke_postgres(postgres_server: str) -> None:
     assert re.fullmatch(pattern, lines[-1]), lines[-1]
     table = "\n".join(lines)
     assert "hand-written LangGraph" in table and "durable-ir" in table
+    assert "hand-written, our saver" in table
     if dbos == "n/a":
         assert "DBOS" in table and "skipped" in table
 
@@ -64,6 +65,7 @@ def test_throughput_smoke_sqlite() -> None:
     )
     assert re.fullmatch(pattern, lines[-1]), lines[-1]
     assert any("DBOS" in line and "skipped" in line for line in lines)
+    assert any("our saver" in line and "skipped" in line for line in lines)
 
 
 @pytest.mark.postgres

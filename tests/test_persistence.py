@@ -25,7 +25,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from _store_child import Child
-from durable_ir import ConfigurationError, open_store, parse_database_url
+from durable_ir import ConfigurationError, InlineSerdePostgresSaver, open_store, parse_database_url
 from durable_ir.ledger import MemoryLedger, PostgresLedger, SqliteLedger
 from durable_ir.locks import FileRangeLocks, PostgresAdvisoryLocks, ProcessLocks
 from durable_ir.persistence import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, DatabaseURL
@@ -266,7 +266,7 @@ def test_str_redacts_every_spelling_of_a_password(url: str, shown: str) -> None:
 EXPECTED_TYPES: dict[str, tuple[type[Any], type[Any], type[Any]]] = {
     "memory": (InMemorySaver, MemoryLedger, ProcessLocks),
     "sqlite": (AsyncSqliteSaver, SqliteLedger, FileRangeLocks),
-    "postgres": (AsyncPostgresSaver, PostgresLedger, PostgresAdvisoryLocks),
+    "postgres": (InlineSerdePostgresSaver, PostgresLedger, PostgresAdvisoryLocks),
 }
 
 

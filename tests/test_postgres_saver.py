@@ -27,7 +27,7 @@ from langgraph.types import Command, interrupt
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from durable_ir import InlineSerdePostgresSaver, open_store
+from durable_ir import InlineSerdePostgresSaver
 
 pytestmark = pytest.mark.postgres
 
@@ -306,8 +306,3 @@ async def test_serialises_on_the_event_loop_where_the_stock_saver_hops_to_a_thre
 ) -> None:
     assert await saver_calls_that_hop(postgres_url, AsyncPostgresSaver, "stock")
     assert await saver_calls_that_hop(postgres_url, InlineSerdePostgresSaver, "ours") == []
-
-
-async def test_open_store_uses_it_for_postgresql_urls(postgres_url: str) -> None:
-    async with open_store(postgres_url) as store:
-        assert type(store.checkpointer) is InlineSerdePostgresSaver
