@@ -5,8 +5,8 @@ with ``asyncio.to_thread`` — two trips to a worker thread and back per superst
 more per checkpoint read. A hop costs 40–90 µs of CPU (futures, a thread wake-up, the GIL
 handed over twice) while serialising an incident's state with msgpack takes a few µs; and
 since serialising walks Python objects under the GIL, the worker thread never runs in
-parallel with the event loop anyway. Measured on the incident graph, the hops were about
-15 % of a worker's CPU (``docs/performance.md``).
+parallel with the event loop anyway. Measured on the incident graph, the hops were 15–20 %
+of a worker's CPU (``docs/performance.md``).
 
 This subclass does the same work in place: it writes exactly the rows ``AsyncPostgresSaver``
 writes (same statements, same serialised bytes, same tables — a thread written by one is
@@ -46,9 +46,16 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
+
+try:  # delta channels (beta): their snapshots are stored as blobs with a marker inline
+    from langgraph.checkpoint.serde.types import _DeltaSnapshot
+except ImportError:  # a langgraph-checkpoint without them: no value is one
+
+    class _DeltaSnapshot:  # type: ignore[no-redef]
+        """Stands in for LangGraph's delta-channel snapshot where there is none."""
+
 
 __all__ = ["InlineSerdePostgresSaver"]
 
