@@ -493,3 +493,44 @@ async def test_mark_applied_leaves_a_pending_row_alone(ledger: ApprovalLedger) -
     assert row is not None and row.applied_at is None
     await ledger.record_decision("a-1", DecisionWrite(ApprovalStatus.APPROVED, "alice", T0, None))
     assert [r.approval_id for r in await ledger.unapplied()] == ["a-1"]
+
+
+# --- SQLite: a task cancelled mid-transaction ---------------------------------------------
+
+
+def cancel_at(conn: Any, statement: str) -> None:
+    """Make the task that sends ``statement`` on ``conn`` be cancelled while it waits for it:
+    the statement is queued on aiosqlite's thread (and runs there) as it would be when a
+    cancellation lands at that very moment, e.g. a monitor stopped mid-sweep."""
+    real = conn.execute
+
+    def execute(sql: str, *args: Any) -> Any:
+        if sql == statement:
+            conn.execute = real  # once
+            current = asyncio.current_task()
+            assert current is not None
+            current.cancel()
+        return real(sql, *args)
+
+    conn.execute = execute
+
+
+@pytest.mark.parametrize("statement", ["BEGIN IMMEDIATE", "COMMIT"])
+async def test_a_sqlite_transaction_cancelled_mid_statement_propagates_and_leaves_no_lock(
+    tmp_path: Any, statement: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'incidents.db'}"
+    async with open_store(url) as store, open_store(url) as other:
+        ledger = store.ledger
+        await ledger.register(new("a-1"))
+        cancel_at(ledger._conn, statement)  # type: ignore[attr-defined]
+        with pytest.raises(asyncio.CancelledError):
+            await ledger.record_decision("a-1", write())
+        # The cancellation surfaced (not the rollback's "no transaction is active"), and the
+        # connection is out of its transaction: this ledger writes again, and so does another
+        # process's (the write lock is not held).
+        won, row = await ledger.record_decision("a-1", write(by="bob"))
+        committed = statement == "COMMIT"  # a cancelled COMMIT still commits on the thread
+        assert won is not committed and row.decided_by == ("alice" if committed else "bob")
+        await other.ledger.register(new("a-2"))
+        assert (await other.ledger.get("a-2")) is not None

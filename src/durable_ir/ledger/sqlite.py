@@ -10,8 +10,11 @@ attach to one open incident across processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -168,6 +171,26 @@ class SqliteLedger(ApprovalLedger):
         # One connection, many coroutines: transactions must not interleave on it.
         self._lock = asyncio.Lock()
 
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` under the connection's lock, rolled back on any
+        error, cancellation included.
+
+        aiosqlite finishes a statement on its thread even when the task awaiting it is
+        cancelled, and runs the next one after it: a cancelled ``BEGIN`` still opens the
+        transaction (the rollback closes it, rather than leaving the write lock held), and a
+        cancelled ``COMMIT`` still commits (the rollback then finds no transaction, and the
+        cancellation — not the rollback's error — is what propagates)."""
+        async with self._lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                yield
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self._conn.execute("ROLLBACK")
+                raise
+
     async def setup(self) -> None:
         async with self._lock:
             async with self._conn.execute("PRAGMA table_info(durable_ir_incidents)") as cur:
@@ -251,34 +274,28 @@ class SqliteLedger(ApprovalLedger):
     ) -> tuple[bool, ApprovalRecord]:
         if lease is not None:
             check_lease(lease)
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await self._conn.execute(
-                    "UPDATE durable_ir_approvals"
-                    " SET status = ?, decided_by = ?, decided_at = ?, reason = ?, edited_plan = ?"
-                    " WHERE approval_id = ? AND status = 'pending'",
-                    (
-                        decision.status.value,
-                        decision.decided_by,
-                        to_epoch_us(decision.decided_at),
-                        decision.reason,
-                        None if decision.edited_plan is None else json.dumps(decision.edited_plan),
-                        approval_id,
-                    ),
-                )
-                won = cur.rowcount == 1
-                async with self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM durable_ir_approvals WHERE approval_id = ?",
-                    (approval_id,),
-                ) as read:
-                    row = await read.fetchone()
-                if won and lease is not None and row is not None:
-                    await self._lease(row["incident_id"], lease)
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        async with self._write_transaction():
+            cur = await self._conn.execute(
+                "UPDATE durable_ir_approvals"
+                " SET status = ?, decided_by = ?, decided_at = ?, reason = ?, edited_plan = ?"
+                " WHERE approval_id = ? AND status = 'pending'",
+                (
+                    decision.status.value,
+                    decision.decided_by,
+                    to_epoch_us(decision.decided_at),
+                    decision.reason,
+                    None if decision.edited_plan is None else json.dumps(decision.edited_plan),
+                    approval_id,
+                ),
+            )
+            won = cur.rowcount == 1
+            async with self._conn.execute(
+                f"SELECT {_COLUMNS} FROM durable_ir_approvals WHERE approval_id = ?",
+                (approval_id,),
+            ) as read:
+                row = await read.fetchone()
+            if won and lease is not None and row is not None:
+                await self._lease(row["incident_id"], lease)
         if row is None:
             raise LookupError(approval_id)
         return won, record_from_row(dict(row), json_as_text=True)
@@ -321,44 +338,36 @@ class SqliteLedger(ApprovalLedger):
         if lease is not None:
             check_lease(lease)
         expired: list[ApprovalRecord] = []
-        async with self._lock:
+        async with self._write_transaction():
             # BEGIN IMMEDIATE takes SQLite's single write lock: sweepers in other processes
             # wait here, then find these rows no longer pending.
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                async with self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM durable_ir_approvals"
-                    " WHERE status = 'pending' AND deadline_at <= ?"
-                    " ORDER BY deadline_at LIMIT ?",
-                    (to_epoch_us(now), limit),
-                ) as cur:
-                    due = [
-                        record_from_row(dict(r), json_as_text=True) for r in await cur.fetchall()
-                    ]
-                for row in due:
-                    why = reason(row)
-                    done = await self._conn.execute(
-                        "UPDATE durable_ir_approvals"
-                        " SET status = 'expired', decided_by = ?, decided_at = ?, reason = ?"
-                        " WHERE approval_id = ? AND status = 'pending'",
-                        (decided_by, to_epoch_us(now), why, row.approval_id),
-                    )
-                    if done.rowcount == 1:
-                        if lease is not None:
-                            await self._lease(row.incident_id, lease)
-                        expired.append(
-                            replace(
-                                row,
-                                status=ApprovalStatus.EXPIRED,
-                                decided_by=decided_by,
-                                decided_at=now,
-                                reason=why,
-                            )
+            async with self._conn.execute(
+                f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+                " WHERE status = 'pending' AND deadline_at <= ?"
+                " ORDER BY deadline_at LIMIT ?",
+                (to_epoch_us(now), limit),
+            ) as cur:
+                due = [record_from_row(dict(r), json_as_text=True) for r in await cur.fetchall()]
+            for row in due:
+                why = reason(row)
+                done = await self._conn.execute(
+                    "UPDATE durable_ir_approvals"
+                    " SET status = 'expired', decided_by = ?, decided_at = ?, reason = ?"
+                    " WHERE approval_id = ? AND status = 'pending'",
+                    (decided_by, to_epoch_us(now), why, row.approval_id),
+                )
+                if done.rowcount == 1:
+                    if lease is not None:
+                        await self._lease(row.incident_id, lease)
+                    expired.append(
+                        replace(
+                            row,
+                            status=ApprovalStatus.EXPIRED,
+                            decided_by=decided_by,
+                            decided_at=now,
+                            reason=why,
                         )
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+                    )
         return expired
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
@@ -399,58 +408,52 @@ class SqliteLedger(ApprovalLedger):
     async def open_incident(self, new: NewIncident) -> tuple[bool, IncidentRecord]:
         check_new_incident(new)
         opened_at = to_epoch_us(new.opened_at)
-        async with self._lock:
+        async with self._write_transaction():
             # The write lock first: another process's open_incident waits here, then sees
             # this one's row (the partial unique index is the backstop, not the mechanism).
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                inserted = False
-                open_id = None
-                if new.fingerprint is not None:
-                    async with self._conn.execute(
-                        "SELECT incident_id FROM durable_ir_incidents"
-                        " WHERE fingerprint = ? AND status = 'open'",
-                        (new.fingerprint,),
-                    ) as cur:
-                        found = await cur.fetchone()
-                    open_id = None if found is None else found[0]
-                if open_id is not None:
-                    await self._conn.execute(
-                        "UPDATE durable_ir_incidents"
-                        " SET alerts_received = alerts_received + 1,"
-                        "     last_alert_at = max(last_alert_at, ?)"
-                        " WHERE incident_id = ?",
-                        (opened_at, open_id),
-                    )
-                else:
-                    open_id = new.incident_id
-                    cur = await self._conn.execute(
-                        "INSERT INTO durable_ir_incidents"
-                        " (incident_id, graph, fingerprint, title, service, severity, alert,"
-                        "  status, alerts_received, opened_at, last_alert_at,"
-                        "  lease_owner, lease_expires_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?)"
-                        " ON CONFLICT (incident_id) DO NOTHING",
-                        (
-                            new.incident_id,
-                            new.graph,
-                            new.fingerprint,
-                            new.title,
-                            new.service,
-                            new.severity,
-                            None if new.alert is None else json.dumps(new.alert),
-                            opened_at,
-                            opened_at,
-                            new.lease.owner if new.lease else None,
-                            to_epoch_us(new.lease.expires_at) if new.lease else None,
-                        ),
-                    )
-                    inserted = cur.rowcount == 1
-                row = await self._fetch_incident(open_id)
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+            inserted = False
+            open_id = None
+            if new.fingerprint is not None:
+                async with self._conn.execute(
+                    "SELECT incident_id FROM durable_ir_incidents"
+                    " WHERE fingerprint = ? AND status = 'open'",
+                    (new.fingerprint,),
+                ) as cur:
+                    found = await cur.fetchone()
+                open_id = None if found is None else found[0]
+            if open_id is not None:
+                await self._conn.execute(
+                    "UPDATE durable_ir_incidents"
+                    " SET alerts_received = alerts_received + 1,"
+                    "     last_alert_at = max(last_alert_at, ?)"
+                    " WHERE incident_id = ?",
+                    (opened_at, open_id),
+                )
+            else:
+                open_id = new.incident_id
+                cur = await self._conn.execute(
+                    "INSERT INTO durable_ir_incidents"
+                    " (incident_id, graph, fingerprint, title, service, severity, alert,"
+                    "  status, alerts_received, opened_at, last_alert_at,"
+                    "  lease_owner, lease_expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?)"
+                    " ON CONFLICT (incident_id) DO NOTHING",
+                    (
+                        new.incident_id,
+                        new.graph,
+                        new.fingerprint,
+                        new.title,
+                        new.service,
+                        new.severity,
+                        None if new.alert is None else json.dumps(new.alert),
+                        opened_at,
+                        opened_at,
+                        new.lease.owner if new.lease else None,
+                        to_epoch_us(new.lease.expires_at) if new.lease else None,
+                    ),
+                )
+                inserted = cur.rowcount == 1
+            row = await self._fetch_incident(open_id)
         assert row is not None
         return inserted, incident_from_row(row, json_as_text=True)
 
@@ -467,21 +470,15 @@ class SqliteLedger(ApprovalLedger):
         self, incident_id: str, outcome: str, at: datetime
     ) -> IncidentRecord | None:
         check_aware("at", at)
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                await self._conn.execute(
-                    "UPDATE durable_ir_incidents"
-                    " SET status = 'closed', closed_at = ?, outcome = ?,"
-                    f" started_at = coalesce(started_at, ?), {_RELEASE_LEASE}"
-                    " WHERE incident_id = ? AND status = 'open'",
-                    (to_epoch_us(at), outcome, to_epoch_us(at), incident_id),
-                )
-                row = await self._fetch_incident(incident_id)
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        async with self._write_transaction():
+            await self._conn.execute(
+                "UPDATE durable_ir_incidents"
+                " SET status = 'closed', closed_at = ?, outcome = ?,"
+                f" started_at = coalesce(started_at, ?), {_RELEASE_LEASE}"
+                " WHERE incident_id = ? AND status = 'open'",
+                (to_epoch_us(at), outcome, to_epoch_us(at), incident_id),
+            )
+            row = await self._fetch_incident(incident_id)
         return None if row is None else incident_from_row(row, json_as_text=True)
 
     async def get_incident(self, incident_id: str) -> IncidentRecord | None:
@@ -551,24 +548,20 @@ class SqliteLedger(ApprovalLedger):
         check_aware("now", now)
         check_lease(lease)
         check_limit(limit)
-        async with self._lock:
-            # SQLite's single write lock serialises claimers across processes: each sees the
-            # rows the one before it claimed as leased to the future.
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                async with self._conn.execute(
-                    f"UPDATE durable_ir_incidents SET lease_owner = ?, lease_expires_at = ?"
-                    " WHERE incident_id IN (SELECT incident_id FROM durable_ir_incidents"
-                    "  WHERE status = 'open' AND lease_expires_at <= ?"
-                    "  ORDER BY lease_expires_at LIMIT ?)"
-                    f" RETURNING {_INCIDENT_COLUMNS}",
-                    (lease.owner, to_epoch_us(lease.expires_at), to_epoch_us(now), limit),
-                ) as cur:
-                    rows = [dict(r) for r in await cur.fetchall()]
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        # SQLite's single write lock serialises claimers across processes: each sees the rows
+        # the one before it claimed as leased to the future.
+        async with (
+            self._write_transaction(),
+            self._conn.execute(
+                f"UPDATE durable_ir_incidents SET lease_owner = ?, lease_expires_at = ?"
+                " WHERE incident_id IN (SELECT incident_id FROM durable_ir_incidents"
+                "  WHERE status = 'open' AND lease_expires_at <= ?"
+                "  ORDER BY lease_expires_at LIMIT ?)"
+                f" RETURNING {_INCIDENT_COLUMNS}",
+                (lease.owner, to_epoch_us(lease.expires_at), to_epoch_us(now), limit),
+            ) as cur,
+        ):
+            rows = [dict(r) for r in await cur.fetchall()]
         claimed = [incident_from_row(r, json_as_text=True) for r in rows]
         return sorted(claimed, key=lambda r: (r.opened_at, r.incident_id))
 
