@@ -439,6 +439,10 @@ async def test_the_sla_monitor_rides_out_killed_sessions_and_an_outage_and_logs_
                 await asyncio.sleep(0.02)
             else:
                 pytest.fail("the overdue approval was never expired")
+            # Let the loop finish the sweep that expired it — its recover() and the line saying
+            # the database is back come after the expiry — before stopping it.
+            swept = monitor.started
+            await wait_until(lambda: monitor.started > swept, "the next sweep")
             assert not loop.done()
         finally:
             loop.cancel()

@@ -177,9 +177,13 @@ class Slow(TypedDict, total=False):
     outcome: dict[str, Any]
 
 
-def slow_graph(seconds: float) -> StateGraph[Any, Any, Any, Any]:
+def slow_graph(seconds: float, gate: asyncio.Event | None = None) -> StateGraph[Any, Any, Any, Any]:
+    """One node that takes ``seconds``, then waits for ``gate`` if there is one."""
+
     async def work(state: Slow) -> Slow:
         await asyncio.sleep(seconds)
+        if gate is not None:
+            await gate.wait()
         return {"done": True, "outcome": {"status": "resolved"}}
 
     graph = StateGraph(Slow)
@@ -196,7 +200,10 @@ async def test_the_heartbeat_keeps_a_long_run_leased_so_no_one_takes_it_over(
         open_runtime(durable_url, lease_ttl=0.3) as runner,
         open_runtime(durable_url, lease_ttl=0.3) as other,
     ):
-        graph = slow_graph(1.2)
+        # The run lasts until the test has looked four times, 1.2 s at least (4 leases' worth),
+        # however slowly a busy machine runs the test itself.
+        gate = asyncio.Event()
+        graph = slow_graph(0, gate)
         other.register(graph)
         run = asyncio.create_task(runner.start(graph, {}, incident_id="inc-1"))
         seen: list[datetime] = []
@@ -207,6 +214,7 @@ async def test_the_heartbeat_keeps_a_long_run_leased_so_no_one_takes_it_over(
             seen.append(row.lease_expires_at)
             assert await other.recover_runs() == []
         assert seen == sorted(seen) and seen[-1] > seen[0]  # it moved
+        gate.set()
         await run
         row = await runner.store.ledger.get_incident("inc-1")
         assert row is not None and row.outcome == "resolved" and row.lease_expires_at is None
