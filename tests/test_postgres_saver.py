@@ -22,6 +22,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 from psycopg.rows import dict_row
@@ -105,13 +106,16 @@ def checkpoint_with(step: int, values: dict[str, Any], parent: str | None) -> An
 
 
 async def write_history(saver: AsyncPostgresSaver, thread: str) -> list[Any]:
-    """The same calls on any saver: primitives, None, containers, a subgraph namespace,
-    ordinary and special (error, interrupt, resume) writes, a rewrite of the latter."""
+    """The same calls on any saver: primitives, None, containers, a delta snapshot, a subgraph
+    namespace, ordinary and special (error, interrupt, resume) writes, a rewrite of the
+    latter."""
     steps: list[tuple[str, dict[str, Any]]] = [
         ("", {"alert": {"name": "HighErrorRate", "labels": {"env": "prod"}}, "count": 1}),
         ("", {"alert": {"name": "HighErrorRate"}, "title": "t", "ok": True, "none": None}),
         ("rca:7", {"attempts": [{"confidence": 0.4}, {"confidence": 0.9}], "ratio": 0.5}),
         ("", {"timeline": [{"at": "10:00", "stage": "ingest"}], "plan": {"steps": ["x"]}}),
+        # A delta channel's snapshot (LangGraph's DeltaChannel, beta): a blob, marked inline.
+        ("", {"history": _DeltaSnapshot([{"stage": "ingest"}]), "plan": {"steps": ["y"]}}),
     ]
     parent: str | None = None
     configs = []
