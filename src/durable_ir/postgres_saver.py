@@ -82,6 +82,17 @@ def _split_channel_values(
     return inline, blobs
 
 
+def _checkpoint_config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    """The config that names one checkpoint."""
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
 class InlineSerdePostgresSaver(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` that serialises and deserialises on the event loop (see the
     module doc). Construct it exactly like ``AsyncPostgresSaver``."""
@@ -118,13 +129,7 @@ class InlineSerdePostgresSaver(AsyncPostgresSaver):
                     Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
                 ),
             )
-        return {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": checkpoint_ns,
-                "checkpoint_id": checkpoint["id"],
-            }
-        }
+        return _checkpoint_config(thread_id, checkpoint_ns, checkpoint["id"])
 
     async def aput_writes(
         self,
@@ -167,25 +172,11 @@ class InlineSerdePostgresSaver(AsyncPostgresSaver):
             },
         )
         return CheckpointTuple(
-            config={
-                "configurable": {
-                    "thread_id": thread_id,
-                    "checkpoint_ns": checkpoint_ns,
-                    "checkpoint_id": value["checkpoint_id"],
-                }
-            },
+            config=_checkpoint_config(thread_id, checkpoint_ns, value["checkpoint_id"]),
             checkpoint=checkpoint,
             metadata=value["metadata"],
             parent_config=(
-                {
-                    "configurable": {
-                        "thread_id": thread_id,
-                        "checkpoint_ns": checkpoint_ns,
-                        "checkpoint_id": parent_id,
-                    }
-                }
-                if parent_id
-                else None
+                _checkpoint_config(thread_id, checkpoint_ns, parent_id) if parent_id else None
             ),
             pending_writes=self._load_writes(value["pending_writes"]),
         )
