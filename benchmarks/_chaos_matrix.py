@@ -526,6 +526,35 @@ def build_matrix_graph(
     return builder
 
 
+NEXT_VERSION_NODE = "change_freeze_check"
+"""The node the next deploy inserts after the approval: a run that reaches it ran an incident
+on a graph version it did not pause on."""
+
+
+def next_version_graph(workdir: Path) -> StateGraph[Any, Any, Any, Any]:
+    """The next deploy's graph: the matrix graph with a node inserted between the approval
+    and ``apply`` — a new fingerprint, so a new version. Both the child and the recovering
+    process register it beside the matrix graph (as the default in the recovering process):
+    every incident must still finish on the version it started on, and the inserted node,
+    which records every incident it runs for, must never run."""
+    builder = matrix_builder(workdir, "next-version", Parking())
+    marks = workdir / "next-version-ran"
+
+    async def change_freeze_check(state: Any, config: RunnableConfig) -> dict[str, Any]:
+        marks.mkdir(parents=True, exist_ok=True)
+        (marks / str(config["configurable"]["thread_id"])).touch()
+        return {}
+
+    builder.insert_before("apply", NEXT_VERSION_NODE, change_freeze_check)
+    return builder.build()
+
+
+def ran_on_next_version(workdir: Path) -> list[str]:
+    """The incidents :func:`next_version_graph`'s inserted node ran for (should be none)."""
+    marks = workdir / "next-version-ran"
+    return sorted(p.name for p in marks.iterdir()) if marks.is_dir() else []
+
+
 def nested_graph_nodes(builder: IncidentGraphBuilder) -> frozenset[str]:
     """The nodes of ``builder`` that are compiled graphs (the RCA loop). They checkpoint their
     own steps, so a kill inside one costs only the step it cut off."""
@@ -695,6 +724,8 @@ async def run_child(spec: Mapping[str, Any]) -> None:
     graph = build_matrix_graph(workdir, "child", parking, spec.get("pagerduty")).build()
     tasks: list[asyncio.Task[None]] = []  # held, so that parked runs are not collected
     async with open_runtime(spec["url"], pool_size=int(spec["pool_size"])) as rt:
+        # Two versions side by side: new incidents start on the matrix graph (the default).
+        rt.register(next_version_graph(workdir), name=GRAPH_NAME, default=False)
         rt.register(graph, name=GRAPH_NAME)
         _park_inside_the_runtime(rt, parking)
 
@@ -1232,7 +1263,10 @@ async def run_kill_matrix(
         graph = build_matrix_graph(work, "recovery", Parking(), pagerduty.url).build()
         ids = [c.incident_id for c in cells]
         async with open_runtime(url) as rt:
-            rt.register(graph, name=GRAPH_NAME)
+            # The recovering process is the next deploy: the matrix graph kept registered for
+            # the incidents that started on it, the next version the default.
+            rt.register(graph, name=GRAPH_NAME, default=False)
+            rt.register(next_version_graph(work), name=GRAPH_NAME)
             await (recovery or recover_until_at_rest)(rt, ids)
             decide_problems = await _decide_the_paused(rt, cells)
             await (recovery or recover_until_at_rest)(rt, ids)
@@ -1251,7 +1285,13 @@ async def run_kill_matrix(
                 if cell.incident_id in decide_problems:
                     row.problems.insert(0, decide_problems[cell.incident_id])
                 report.rows.append(row)
+        wrong_version = ran_on_next_version(work)
     report.errors = [f"{incident}: {problem}" for incident, problem in child_problems.items()]
+    report.errors += [
+        f"{incident}: ran {NEXT_VERSION_NODE!r} of the next graph version, not the version it "
+        "started on"
+        for incident in wrong_version
+    ]
     for row in report.rows:
         report.lost += row.lost
         report.stuck += row.stuck

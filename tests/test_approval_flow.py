@@ -13,11 +13,11 @@ import pytest
 
 from durable_ir import (
     Approve,
-    ConfigurationError,
     Conflict,
     Edit,
     Expire,
     FixedClock,
+    GraphVersionUnavailable,
     InvalidDecision,
     NotFound,
     Reject,
@@ -342,8 +342,9 @@ async def test_a_graph_must_be_registered_before_deciding(
     async with open_runtime(database_url) as rt:
         await rt.start(build_graph(counter_dir), {}, incident_id=incident, graph_name="triage-v2")
         other = Runtime(rt.store)
-        with pytest.raises(ConfigurationError, match="triage-v2"):
+        with pytest.raises(GraphVersionUnavailable, match="triage-v2") as refused:
             await other.decide(incident, Approve(by="alice"))
+        assert refused.value.incident_id == incident and refused.value.registered == []
         assert (await rt.history(incident))[0].is_pending
 
 

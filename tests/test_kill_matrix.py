@@ -22,6 +22,7 @@ if str(BENCHMARKS) not in sys.path:
 
 from _chaos_matrix import (  # noqa: E402
     GRAPH_NAME,
+    NEXT_VERSION_NODE,
     PATHS,
     Journal,
     KillPoint,
@@ -35,6 +36,7 @@ from _chaos_matrix import (  # noqa: E402
 )
 
 from durable_ir import Runtime  # noqa: E402
+from durable_ir.versioning import migrate  # noqa: E402
 
 
 def explain(report: MatrixReport) -> str:
@@ -123,11 +125,13 @@ async def replay_from_before_apply(rt: Runtime, incident_ids: Sequence[str]) -> 
     """A broken recovery: it continues each run from a stale checkpoint (the one before the
     first remediation step) instead of the last one, and never touches runs that were not in
     apply."""
-    graph = rt.graphs.get(GRAPH_NAME).compiled
     for incident in incident_ids:
         if await at_rest(rt, incident):
             continue
-        config = rt.config_for(incident, graph=GRAPH_NAME)
+        row = await rt.store.ledger.get_incident(incident)
+        version = row.graph_version if row is not None else None
+        graph = rt.graphs.get(GRAPH_NAME, version).compiled
+        config = rt.config_for(incident, graph=GRAPH_NAME, version=version)
         stale = [s async for s in graph.aget_state_history(config) if "apply" in s.next]
         if not stale:
             continue
@@ -157,3 +161,27 @@ async def test_a_broken_recovery_is_caught(tmp_path: Path) -> None:
     again = f"sqlite:///{tmp_path / 'again.db'}"
     fixed = await run_kill_matrix(again, points=points, paths=paths, recovery=recover_until_at_rest)
     assert fixed.ok, explain(fixed)
+
+
+async def migrate_then_recover(rt: Runtime, incident_ids: Sequence[str]) -> None:
+    """A broken recovery: it moves every paused incident to the next deploy's graph version
+    (the default in the recovering process) before recovering, so their decisions run on a
+    graph they did not pause on."""
+    await migrate(rt, graph=GRAPH_NAME, incident_ids=incident_ids, dry_run=False)
+    await recover_until_at_rest(rt, incident_ids)
+
+
+@pytest.mark.slow
+async def test_an_incident_run_on_another_graph_version_is_caught(tmp_path: Path) -> None:
+    """The matrix registers the next deploy's graph beside the one incidents start on; an
+    incident that runs the next version's inserted node is reported."""
+    points = [KillPoint("decided", "")]
+    url = f"sqlite:///{tmp_path / 'incidents.db'}"
+
+    report = await run_kill_matrix(
+        url, points=points, paths=[PATHS[0]], recovery=migrate_then_recover
+    )
+
+    assert report.kills == report.incidents == 1, explain(report)
+    assert not report.ok
+    assert any(NEXT_VERSION_NODE in error for error in report.errors), explain(report)

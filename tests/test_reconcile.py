@@ -105,6 +105,7 @@ async def _copy_row(row: ApprovalRecord, into: MemoryLedger) -> None:
             requested_at=row.requested_at,
             deadline_at=row.deadline_at,
             next_due_at=row.next_due_at,
+            graph_version=row.graph_version,
         )
     )
     if not row.is_pending:

@@ -7,7 +7,9 @@
     durable-ir incidents show ID
     durable-ir incidents approve ID --by NAME [--reason R] [--graph MODULE:ATTRIBUTE]
     durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTRIBUTE]
+    durable-ir versions list|check|migrate …   (graph versions: see durable_ir.cli_versions)
     durable-ir serve [--host H] [--port P] [--database-url URL] [--graph MODULE:ATTRIBUTE]
+                     [--keep-graph MODULE:ATTRIBUTE …]
     durable-ir token hash            (the token on stdin; prints its SHA-256)
     durable-ir token new NAME --role ROLE [--role ROLE …]
 
@@ -57,12 +59,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from durable_ir import __version__
+from durable_ir.cli_versions import add_versions_parser, run_versions
 
 __all__ = [
     "DEFAULT_GRAPH",
@@ -139,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         "IncidentGraphBuilder, or a function returning one); needed to resume it "
         f"(default: {DEFAULT_GRAPH})",
     )
+    deciding.add_argument(
+        "--keep-graph",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTRIBUTE",
+        help="an older version of the graph, for incidents that paused on it (repeatable)",
+    )
 
     incidents = commands.add_parser(
         "incidents",
@@ -190,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the demo agent's graph",
     )
     serve.add_argument(
+        "--keep-graph",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTRIBUTE",
+        help="an older version of --graph to keep running for the incidents that paused on it "
+        "(repeatable; see docs/versioning.md)",
+    )
+    serve.add_argument(
         "--graph-name",
         help="the name the graph is registered under (default: $DURABLE_IR_GRAPH_NAME, else "
         "demo-agent for the demo graph, incident for others)",
@@ -197,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+
+    add_versions_parser(commands, common)
 
     token = commands.add_parser("token", help="API tokens for the service")
     token_actions = token.add_subparsers(dest="action", required=True)
@@ -510,6 +530,8 @@ async def _decide(args: argparse.Namespace) -> None:
         if row is None and latest is None:
             raise NotFound(f"no incident {incident_id!r}")
         graph_name = latest.graph if latest is not None else row.graph  # type: ignore[union-attr]
+        for kept in args.keep_graph:
+            rt.register(load_graph(kept), name=graph_name, default=False)
         rt.register(load_graph(args.graph), name=graph_name)
         result = await rt.decide(incident_id, decision)
         snapshot = await rt.get(incident_id)
@@ -559,9 +581,22 @@ def _run_incidents(args: argparse.Namespace) -> int:
         "reject": _decide,
         "prune": _prune,
     }[args.action]
+
+    async def run() -> int:
+        await command(args)
+        return EXIT_OK
+
+    return _run_command(args, "incidents", run)
+
+
+def _run_command(
+    args: argparse.Namespace, group: str, run: Callable[[], Coroutine[Any, Any, int]]
+) -> int:
+    """Run one ``group`` subcommand: its errors as one line on stderr (and JSON with
+    ``--json``) and an exit code."""
     try:
         _check_database(args.database_url)
-        asyncio.run(command(args))
+        code = asyncio.run(run())
     except BrokenPipeError:  # `| head`: the reader is gone, and so is stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
@@ -572,9 +607,9 @@ def _run_incidents(args: argparse.Namespace) -> int:
         if args.json:
             winner = _decision_json(error.winner) if error.winner is not None else None
             _print_json({"error": error.kind, "message": str(error), "winner": winner})
-        print(f"durable-ir incidents {args.action}: {error}", file=sys.stderr)
-        return error.code
-    return EXIT_OK
+        print(f"durable-ir {group} {args.action}: {error}", file=sys.stderr)
+        return int(error.code)
+    return code
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -594,7 +629,9 @@ def _serve(args: argparse.Namespace) -> int:
         if args.database_url:
             _check_url(args.database_url)
         graph = load_graph(args.graph) if args.graph else None
+        kept = [load_graph(spec) for spec in args.keep_graph]
         serve(
+            keep_graphs=kept,
             host=args.host,
             port=args.port,
             database_url=args.database_url,
@@ -654,6 +691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "incidents":
         return _run_incidents(args)
+    if args.command == "versions":
+        return _run_command(args, "versions", lambda: run_versions(args))
     if args.command == "serve":
         return _serve(args)
     if args.command == "token":

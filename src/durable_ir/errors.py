@@ -1,5 +1,17 @@
 """The exceptions durable-ir raises: one small hierarchy, all under :class:`DurableIRError`.
 
+::
+
+    DurableIRError
+    ├── ConfigurationError (ValueError)      a runtime, URL, policy or node that cannot work
+    ├── InvalidInput (ValueError)            bad input from outside; nothing changed
+    │   └── InvalidDecision                  a decision that is malformed or not allowed
+    │       └── DecisionNotRecorded          a resume that bypassed Runtime.decide()
+    ├── NotFound (LookupError)               no such incident or approval
+    ├── Conflict                             not in a state that accepts the operation
+    │   └── GraphVersionUnavailable          its graph version is not runnable here
+    └── IncidentBusy                         another worker holds the incident
+
 Example:
     >>> from durable_ir.errors import Conflict, DurableIRError
     >>> issubclass(Conflict, DurableIRError)
@@ -18,6 +30,7 @@ __all__ = [
     "Conflict",
     "DecisionNotRecorded",
     "DurableIRError",
+    "GraphVersionUnavailable",
     "IncidentBusy",
     "InvalidDecision",
     "InvalidInput",
@@ -62,6 +75,45 @@ class Conflict(DurableIRError):
     def __init__(self, message: str, *, winner: ApprovalRecord | None = None) -> None:
         super().__init__(message)
         self.winner = winner
+
+
+class GraphVersionUnavailable(Conflict):
+    """The incident must run on a graph version this process cannot run; nothing was changed.
+
+    Raised before anything is recorded when the version the incident paused on (or runs on)
+    is not registered here, or when the registered graph cannot see where the incident is
+    paused (its approval node was renamed or removed under the same version string). A
+    process that registers ``needed`` can run it; so can an explicit migration
+    (:func:`durable_ir.versioning.migrate`).
+
+    Example:
+        >>> err = GraphVersionUnavailable(
+        ...     "inc-1", graph="incident", needed="v1", registered=["v2"])
+        >>> err.needed, err.registered
+        ('v1', ['v2'])
+        >>> isinstance(err, Conflict)
+        True
+    """
+
+    def __init__(
+        self,
+        incident_id: str,
+        *,
+        graph: str,
+        needed: str | None,
+        registered: list[str],
+        detail: str | None = None,
+    ) -> None:
+        listed = ", ".join(repr(v) for v in registered) or "none"
+        message = detail or (
+            f"incident {incident_id!r} runs on graph {graph!r} version {needed!r}, which is "
+            f"not registered here (registered: {listed})"
+        )
+        super().__init__(message)
+        self.incident_id = incident_id
+        self.graph = graph
+        self.needed = needed
+        self.registered = list(registered)
 
 
 class DecisionNotRecorded(InvalidDecision):

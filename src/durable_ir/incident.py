@@ -28,3 +28,8 @@ class IncidentSnapshot:
     next: tuple[str, ...]
     pending_approval: ApprovalRecord | None = None
     approvals: list[ApprovalRecord] = field(default_factory=list)
+    graph_version: str | None = None
+    """The graph version the incident runs on (``None``: recorded before versions were)."""
+    runnable_here: bool = True
+    """False when that version is not registered in this process: the snapshot then comes
+    from the ledger and the stored checkpoint, and deciding here is refused."""

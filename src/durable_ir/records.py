@@ -22,7 +22,22 @@ __all__ = [
     "NewIncident",
     "NotificationRecord",
     "RunLease",
+    "version_key",
 ]
+
+VERSION_KEY_SEPARATOR = "\x1f"
+
+
+def version_key(graph: str, version: str | None) -> str:
+    """One string naming a graph version, as the ledger matches it in SQL
+    (``graph || chr(31) || coalesce(graph_version, '')``); ``version`` ``None`` is an incident
+    recorded before graph versions existed.
+
+    Example:
+        >>> version_key("incident", "v1").split(VERSION_KEY_SEPARATOR)
+        ['incident', 'v1']
+    """
+    return f"{graph}{VERSION_KEY_SEPARATOR}{version or ''}"
 
 
 class ApprovalStatus(StrEnum):
@@ -53,6 +68,8 @@ class NewApproval:
     deadline_at: datetime
     next_due_at: datetime | None = None
     """When the SLA monitor next has work on it: the first reminder, else the deadline."""
+    graph_version: str | None = None
+    """The version of ``graph`` the incident paused on (see :mod:`durable_ir.graphs`)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,9 @@ class ApprovalRecord:
     applied_at: datetime | None = None
     next_due_at: datetime | None = None
     reminders_sent: int = 0
+    graph_version: str | None = None
+    """The version of ``graph`` the incident paused on here, which applies the decision;
+    ``None`` for an approval registered before graph versions were recorded."""
 
     @property
     def is_pending(self) -> bool:
@@ -112,6 +132,7 @@ class ApprovalRecord:
             "applied_at": self.applied_at.isoformat() if self.applied_at else None,
             "next_due_at": self.next_due_at.isoformat() if self.next_due_at else None,
             "reminders_sent": self.reminders_sent,
+            "graph_version": self.graph_version,
         }
 
 
@@ -150,6 +171,7 @@ class NewIncident:
     severity: str | None = None
     alert: dict[str, Any] | None = None
     lease: RunLease | None = None
+    graph_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +208,9 @@ class IncidentRecord:
     run_attempts: int = 0
     last_error: str | None = None
     pruned_at: datetime | None = None
+    graph_version: str | None = None
+    """The version of ``graph`` the incident opened on (changed only by an explicit
+    migration); ``None`` for an incident opened before graph versions were recorded."""
 
     @property
     def is_open(self) -> bool:
@@ -216,6 +241,7 @@ class IncidentRecord:
             "run_attempts": self.run_attempts,
             "last_error": self.last_error,
             "pruned_at": self.pruned_at.isoformat() if self.pruned_at else None,
+            "graph_version": self.graph_version,
         }
 
 

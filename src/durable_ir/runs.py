@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -34,11 +35,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
 from durable_ir.clock import Clock
+from durable_ir.errors import GraphVersionUnavailable
 from durable_ir.graphs import RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import ApprovalLedger
 
-__all__ = ["PAUSED_KEY", "GraphRunner", "has_work_left", "outcome_of"]
+__all__ = ["PAUSED_KEY", "GraphRunner", "RunCheck", "has_work_left", "outcome_of"]
 
 PAUSED_KEY = "__interrupt__"
 """The key LangGraph's ``ainvoke`` output carries when the run paused on ``interrupt()``."""
@@ -62,6 +64,11 @@ def outcome_of(result: Any) -> str | None:
     return str(status or "finished")
 
 
+RunCheck = Callable[[Any], Awaitable[None]]
+"""Called with a run's output before the index records how it ended; raises
+:class:`~durable_ir.errors.GraphVersionUnavailable` if the run did not do what it was for."""
+
+
 class GraphRunner:
     """Invokes incident graphs under their lease and records how each run went."""
 
@@ -74,12 +81,21 @@ class GraphRunner:
         self.retry_after = retry_after
 
     async def run(
-        self, graph: RegisteredGraph, incident_id: str, run_input: Any, config: RunnableConfig
+        self,
+        graph: RegisteredGraph,
+        incident_id: str,
+        run_input: Any,
+        config: RunnableConfig,
+        *,
+        check: RunCheck | None = None,
     ) -> Any:
         """Invoke ``graph`` for ``incident_id`` (the caller holds its lock); return its output.
 
         A run that raises keeps its lease as a retry due in ``retry_after`` seconds, with the
-        error noted in the index, and the error propagates.
+        error noted in the index, and the error propagates. ``check`` vets the output before
+        the index is told the run ended: if it raises ``GraphVersionUnavailable`` (the graph
+        could not see where the incident was paused), the incident is neither closed nor
+        retried — its lease is dropped, it stays open — and the error propagates.
         """
         async with self.leases.running(incident_id):
             try:
@@ -88,6 +104,12 @@ class GraphRunner:
                 retry_at = self.clock() + timedelta(seconds=self.retry_after)
                 await self.ledger.fail_run(incident_id, f"{type(exc).__name__}: {exc}", retry_at)
                 raise
+            if check is not None:
+                try:
+                    await check(result)
+                except GraphVersionUnavailable:
+                    await self.ledger.settle_run(incident_id, self.clock())
+                    raise
         await self.settle(incident_id, result)
         return result
 

@@ -55,7 +55,14 @@ from durable_ir.approval.deciding import (
 from durable_ir.builder.nodes import check_alert
 from durable_ir.clock import Clock, system_clock
 from durable_ir.decisions import Decision
-from durable_ir.errors import ConfigurationError, Conflict, IncidentBusy, InvalidInput, NotFound
+from durable_ir.errors import (
+    ConfigurationError,
+    Conflict,
+    GraphVersionUnavailable,
+    IncidentBusy,
+    InvalidInput,
+    NotFound,
+)
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.leases import LeaseKeeper
@@ -117,15 +124,23 @@ def _snapshot_from_output(
             next=(latest.node,),
             pending_approval=latest,
             approvals=approvals,
+            graph_version=registered.version,
         )
     if latest is not None and (latest.is_pending or latest.applied_at is None):
         return None
     return IncidentSnapshot(
-        id=incident_id, status="finished", values=values, next=(), approvals=approvals
+        id=incident_id,
+        status="finished",
+        values=values,
+        next=(),
+        approvals=approvals,
+        graph_version=registered.version,
     )
 
 
-def _new_incident(incident_id: str, graph: str, run_input: Any, at: datetime) -> NewIncident:
+def _new_incident(
+    incident_id: str, graph: RegisteredGraph, run_input: Any, at: datetime
+) -> NewIncident:
     """The index row of a new incident, described from its alert when the input has one."""
     alert = run_input.get("alert") if isinstance(run_input, Mapping) else None
     alert = alert if isinstance(alert, Mapping) else {}
@@ -133,7 +148,8 @@ def _new_incident(incident_id: str, graph: str, run_input: Any, at: datetime) ->
     title = f"{name} on {service}" if name and service else str(name or incident_id)
     return NewIncident(
         incident_id=incident_id,
-        graph=graph,
+        graph=graph.name,
+        graph_version=graph.version,
         opened_at=at,
         title=title[:500],
         service=str(service)[:200] if service else None,
@@ -211,27 +227,58 @@ class Runtime:
         calls it on exit."""
         await self.leases.aclose()
 
-    def _services(self, graph_name: str) -> NodeServices:
+    def _services(self, registered: RegisteredGraph) -> NodeServices:
         return NodeServices(
-            ledger=self.store.ledger, clock=self.clock, sla=self.sla, graph=graph_name
+            ledger=self.store.ledger,
+            clock=self.clock,
+            sla=self.sla,
+            graph=registered.name,
+            graph_version=registered.version,
         )
 
-    def register(self, graph: AnyGraph, *, name: str | None = None) -> RegisteredGraph:
+    def register(
+        self,
+        graph: AnyGraph,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        default: bool = True,
+    ) -> RegisteredGraph:
         """Make ``graph`` runnable here (compiling it with this runtime's checkpointer).
 
-        A process that decides on or recovers incidents registers the same graphs, under the
-        same names, as the process that started them.
-        """
-        return self.graphs.register(graph, name)
+        Args:
+            graph: a LangGraph ``StateGraph`` (or one compiled without a checkpointer).
+            name: the name incidents record (default ``incident``, or the compiled name).
+            version: the version incidents record (default: the graph's structural
+                fingerprint, see :func:`durable_ir.graphs.graph_fingerprint`).
+            default: new incidents of ``name`` start on this version (else it is only kept
+                for incidents that paused on it: an old version during a rollout).
 
-    def config_for(self, incident_id: str, *, graph: str | None = None) -> RunnableConfig:
+        Every operation on an incident runs the graph version the incident paused on: a
+        process that decides on or recovers incidents registers that version (see
+        ``docs/versioning.md``). Several versions of one name may be registered side by side.
+
+        Raises:
+            ConfigurationError: not a graph, or an unusable name or version.
+        """
+        return self.graphs.register(graph, name, version=version, default=default)
+
+    def config_for(
+        self, incident_id: str, *, graph: str | None = None, version: str | None = None
+    ) -> RunnableConfig:
         """The LangGraph config for ``incident_id``, for invoking a registered graph yourself
         (``durability="sync"`` recommended; you then take care of locking)."""
         names = self.graphs.names()
         name = graph or (names[0] if len(names) == 1 else None)
         if name is None:
             raise ConfigurationError("several graphs are registered: say which one")
-        return self.graphs.get(name).config(validate_incident_id(incident_id), self._services(name))
+        registered = self.graphs.get(name, version)
+        return registered.config(validate_incident_id(incident_id), self._services(registered))
+
+    def note_unrunnable(self, record: ApprovalRecord, who: str) -> None:
+        """Log once (per approval, in this process) that ``who`` leaves ``record`` alone
+        because the graph version it paused on cannot run here."""
+        self._decider.skip_once(record, who)
 
     async def start(
         self,
@@ -253,7 +300,7 @@ class Runtime:
                 # checkpointer by other means are not looked up).
                 opened, _ = await self.store.ledger.open_incident(
                     replace(
-                        _new_incident(incident_id, registered.name, input, self.clock()),
+                        _new_incident(incident_id, registered, input, self.clock()),
                         lease=self.leases.lease(),
                     )
                 )
@@ -269,7 +316,7 @@ class Runtime:
     ) -> IncidentSnapshot | None:
         """The incident's first run; the caller holds its lock and has indexed it. Returns
         where it stands, when the run's own output tells (else ``None``: ask :meth:`get`)."""
-        config = registered.config(incident_id, self._services(registered.name))
+        config = registered.config(incident_id, self._services(registered))
         result = await self._runner.run(registered, incident_id, input, config)
         approvals = await self.store.ledger.history(incident_id)
         if any(not r.is_pending and r.applied_at is None for r in approvals):
@@ -312,7 +359,7 @@ class Runtime:
             # The source says it recovered; an open incident verifies that itself, and a
             # resolution is never a reason to open one.
             return Intake(None, created=False)
-        new = _new_incident(incident_id, registered.name, run_input, self.clock())
+        new = _new_incident(incident_id, registered, run_input, self.clock())
         # Run now: this runtime holds the lease. Not now: the lease is free, and expires
         # (recovery starts the incident) if start_opened() has not run it by then.
         lease = (
@@ -353,7 +400,7 @@ class Runtime:
         row = await self.store.ledger.get_incident(incident_id)
         if row is None:
             raise NotFound(f"no incident {incident_id!r}")
-        registered = self.graphs.get(row.graph)
+        registered = self.graphs.resolve(row.graph, row.graph_version, incident_id=incident_id)
         try:
             async with self.store.locks.hold(incident_id, wait=0):
                 if row.started_at is not None or await self._decider.incident_exists(incident_id):
@@ -369,7 +416,7 @@ class Runtime:
         cutoff = self.clock() - timedelta(seconds=older_than)
         started: list[str] = []
         for row in await self.store.ledger.unstarted_incidents(cutoff, limit):
-            if row.graph not in self.graphs:
+            if not self.graphs.can_run(row.graph, row.graph_version):
                 continue
             try:
                 async with self.store.locks.hold(row.incident_id, wait=0):
@@ -377,7 +424,10 @@ class Runtime:
                         # It ran; only its start was not noted.
                         await self.store.ledger.mark_incident_started(row.incident_id, self.clock())
                         continue
-                    await self._run_first(self.graphs.get(row.graph), row.incident_id, row.alert)
+                    graph = self.graphs.resolve(
+                        row.graph, row.graph_version, incident_id=row.incident_id
+                    )
+                    await self._run_first(graph, row.incident_id, row.alert)
                     started.append(row.incident_id)
             except IncidentBusy:
                 continue
@@ -472,13 +522,25 @@ class Runtime:
         return await reconcile(self.store.checkpointer, self.store.ledger, sla=self.sla)
 
     async def get(self, incident_id: str) -> IncidentSnapshot:
-        """The incident's state and approvals (``NotFound`` if there is no such incident)."""
+        """The incident's state and approvals (``NotFound`` if there is no such incident).
+
+        An incident whose graph version is not registered here is still shown — its status
+        from the ledger, its values from the raw checkpoint — and never as ``finished`` while
+        its approval is pending.
+        """
         incident_id = validate_incident_id(incident_id)
         approvals = await self.store.ledger.history(incident_id)
         indexed = None if approvals else await self.store.ledger.get_incident(incident_id)
-        graph_name = approvals[-1].graph if approvals else indexed.graph if indexed else None
-        if graph_name is not None:
-            registered = self.graphs.get(graph_name)
+        latest = approvals[-1] if approvals else None
+        pending = latest if latest is not None and latest.is_pending else None
+        source = latest or indexed
+        if source is not None:
+            try:
+                registered = self.graphs.resolve(
+                    source.graph, source.graph_version, incident_id=incident_id
+                )
+            except GraphVersionUnavailable:
+                return await self._snapshot_elsewhere(incident_id, approvals, source.graph_version)
         else:  # not in the index (run outside the runtime): only the checkpointer knows it
             if not await self._decider.incident_exists(incident_id):
                 raise NotFound(f"no incident {incident_id!r}")
@@ -491,15 +553,15 @@ class Runtime:
                 )
             registered = self.graphs.get(names[0])
         state = await registered.compiled.aget_state(
-            registered.config(incident_id, self._services(registered.name))
+            registered.config(incident_id, self._services(registered))
         )
-        latest = approvals[-1] if approvals else None
-        pending = latest if latest is not None and latest.is_pending else None
         paused_on_latest = latest is not None and any(
             i.id == latest.approval_id for i in state.interrupts
         )
         status: IncidentStatus
-        if paused_on_latest and pending is not None:
+        if pending is not None and (paused_on_latest or not has_work_left(state)):
+            # Never "finished" while an approval is pending: a graph that cannot see the
+            # pause (it was changed under the same version) still has one.
             status = "awaiting_approval"
         elif latest is not None and not latest.is_pending and latest.applied_at is None:
             status = "resuming"
@@ -517,6 +579,38 @@ class Runtime:
             next=tuple(state.next),
             pending_approval=pending,
             approvals=approvals,
+            graph_version=source.graph_version if source is not None else registered.version,
+        )
+
+    async def _snapshot_elsewhere(
+        self, incident_id: str, approvals: list[ApprovalRecord], version: str | None
+    ) -> IncidentSnapshot:
+        """Where an incident stands whose graph version is not registered here: the status
+        from the ledger and the index, the values from the checkpoint as stored."""
+        latest = approvals[-1] if approvals else None
+        status: IncidentStatus
+        if latest is not None and latest.is_pending:
+            status = "awaiting_approval"
+        elif latest is not None and latest.applied_at is None:
+            status = "resuming"
+        else:
+            row = await self.store.ledger.get_incident(incident_id)
+            status = "running" if row is None or row.is_open else "finished"
+        config: RunnableConfig = {"configurable": {"thread_id": incident_id, "checkpoint_ns": ""}}
+        stored = await self.store.checkpointer.aget_tuple(config)
+        channels = stored.checkpoint["channel_values"] if stored is not None else {}
+        values = {
+            k: v for k, v in channels.items() if not k.startswith(("branch:", "__", "start:"))
+        }
+        return IncidentSnapshot(
+            id=incident_id,
+            status=status,
+            values=values,
+            next=(latest.node,) if status == "awaiting_approval" and latest else (),
+            pending_approval=latest if status == "awaiting_approval" else None,
+            approvals=approvals,
+            graph_version=version,
+            runnable_here=False,
         )
 
     async def history(self, incident_id: str) -> list[ApprovalRecord]:

@@ -26,7 +26,7 @@ SERVICES_CONFIG_KEY = "__durable_ir"
 
 @dataclass(frozen=True)
 class NodeServices:
-    """The ledger, clock, SLA policy and graph name a durable-ir node runs with."""
+    """The ledger, clock, SLA policy, graph name and version a durable-ir node runs with."""
 
     ledger: ApprovalLedger
     clock: Clock
@@ -35,6 +35,12 @@ class NodeServices:
     decided: Mapping[str, ApprovalRecord] = field(default_factory=dict)
     """Decisions the runtime read from the ledger, under the incident's lock, just before
     this invocation: the approval node takes them from here instead of reading them again."""
+    graph_version: str | None = None
+    """The version of ``graph`` this invocation runs (recorded on the approvals it asks)."""
+    taken: set[str] = field(default_factory=set, compare=False)
+    """Filled by the approval node during the invocation: the approval ids whose decision it
+    took and routed on. The runtime marks a decision applied only if its node took it (or
+    the graph shows it moved past it): never because an interrupt is missing."""
 
 
 def services_from(config: RunnableConfig | Mapping[str, Any]) -> NodeServices:

@@ -73,7 +73,7 @@ class RunTakeover:
         self,
         store: Store,
         graphs: GraphRegistry,
-        services_for: Callable[[str], NodeServices],
+        services_for: Callable[[RegisteredGraph], NodeServices],
         runner: GraphRunner,
         decider: Decider,
         first_run: FirstRun,
@@ -88,27 +88,28 @@ class RunTakeover:
         self._first_run = first_run
         self._clock = clock
         self._max_attempts = max_run_attempts
+        self._skipped: set[str] = set()
+        """Incidents left alone for their graph version (said once in the log)."""
 
     async def recover(self, *, limit: int, all_leased: bool) -> TakeoverReport:
         """Claim up to ``limit`` runs — expired leases, or with ``all_leased`` every lease
         (at start-up) — and take over those whose runner is gone."""
         ledger = self._store.ledger
+        now = self._clock()
         if all_leased:
-            now = self._clock()
             rows = [r for r in await ledger.leased_incidents(limit) if self._runner_gone(r, now)]
         else:
+            # Only runs on graph versions this runtime has: the others stay expired for a
+            # runtime that has theirs (said once in the log, below).
             rows = await ledger.claim_expired_runs(
-                self._clock(), self._runner.leases.lease(), limit
+                now, self._runner.leases.lease(), limit, self._graphs.runnable_keys()
             )
+            if not rows:
+                await self._note_stranded(now, limit)
         report = TakeoverReport()
         for row in rows:
-            if row.graph not in self._graphs:
-                log.warning(
-                    "incident %s needs recovery, but graph %r is not registered here; a "
-                    "runtime that has it takes it over when this claim expires",
-                    row.incident_id,
-                    row.graph,
-                )
+            if not self._graphs.can_run(row.graph, row.graph_version):
+                self._skip_once(row)
                 continue
             try:
                 async with self._store.locks.hold(row.incident_id, wait=0):
@@ -119,6 +120,27 @@ class RunTakeover:
             except Exception:
                 log.exception("taking over incident %s failed", row.incident_id)
         return report
+
+    async def _note_stranded(self, now: datetime, limit: int) -> None:
+        """Say (once each) which expired runs this runtime leaves for another version."""
+        for row in await self._store.ledger.leased_incidents(limit):
+            expired = row.lease_expires_at is not None and row.lease_expires_at <= now
+            if expired and not self._graphs.can_run(row.graph, row.graph_version):
+                self._skip_once(row)
+
+    def _skip_once(self, row: IncidentRecord) -> None:
+        if row.incident_id in self._skipped:
+            return
+        self._skipped.add(row.incident_id)
+        log.warning(
+            "recovery leaves incident %s alone: it runs on graph %r version %r, which this "
+            "runtime cannot run (registered: %s); a runtime with that version takes it over, "
+            "or migrate it",
+            row.incident_id,
+            row.graph,
+            row.graph_version,
+            ", ".join(self._graphs.versions(row.graph)) or "none",
+        )
 
     def _runner_gone(self, row: IncidentRecord, now: datetime) -> bool:
         """Whether a lease that has not expired may be taken over at start-up: its owner
@@ -136,8 +158,8 @@ class RunTakeover:
 
     async def _take_over(self, row: IncidentRecord, report: TakeoverReport) -> bool:
         """Continue ``row``'s run; the caller holds its lock. False if nothing was owed."""
-        graph = self._graphs.get(row.graph)
-        config = graph.config(row.incident_id, self._services_for(graph.name))
+        graph = self._graphs.resolve(row.graph, row.graph_version, incident_id=row.incident_id)
+        config = graph.config(row.incident_id, self._services_for(graph))
         state = await graph.compiled.aget_state(config)
         ledger = self._store.ledger
         unapplied = [

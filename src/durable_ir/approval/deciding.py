@@ -22,20 +22,37 @@ from langgraph.types import Command
 from durable_ir.approval.request import allowed_decisions
 from durable_ir.clock import Clock
 from durable_ir.decisions import Decision, Edit, validate_decision
-from durable_ir.errors import Conflict, IncidentBusy, InvalidDecision, InvalidInput, NotFound
+from durable_ir.errors import (
+    Conflict,
+    GraphVersionUnavailable,
+    IncidentBusy,
+    InvalidDecision,
+    InvalidInput,
+    NotFound,
+)
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import DecisionWrite
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord
-from durable_ir.runs import PAUSED_KEY, GraphRunner, has_work_left
-from durable_ir.services import NodeServices
+from durable_ir.runs import PAUSED_KEY, GraphRunner, RunCheck, has_work_left
+from durable_ir.services import NodeServices, services_from
 
 __all__ = ["PAUSED_KEY", "Decider", "DecisionResult", "validate_incident_id"]
 
 log = logging.getLogger("durable_ir.approval")
 
 MAX_INCIDENT_ID_CHARS = 256
+
+
+def _took(graph: RegisteredGraph, record: ApprovalRecord, values: Any) -> bool:
+    """True if the graph state shows the approval node took ``record``'s decision: its
+    outcome key names this approval."""
+    node = graph.approval_node(record.node)
+    if node is None or not isinstance(values, Mapping):
+        return False
+    outcome = values.get(node.state_key)
+    return isinstance(outcome, Mapping) and outcome.get("approval_id") == record.approval_id
 
 
 def validate_incident_id(incident_id: object) -> str:
@@ -68,7 +85,7 @@ class Decider:
         self,
         store: Store,
         graphs: GraphRegistry,
-        services_for: Callable[[str], NodeServices],
+        services_for: Callable[[RegisteredGraph], NodeServices],
         clock: Clock,
         lock_timeout: float,
         runner: GraphRunner,
@@ -81,6 +98,33 @@ class Decider:
         self._lock_timeout = lock_timeout
         self._runner = runner
         self._leases = leases
+        self._skipped: set[str] = set()
+        """Approvals recovery left alone (and said so once in the log)."""
+
+    def graph_for(self, record: ApprovalRecord) -> RegisteredGraph:
+        """The graph version ``record`` paused on, if this process can run it.
+
+        Raises:
+            GraphVersionUnavailable: that version is not registered here, or the registered
+                graph has no node named where the incident is paused (renamed or removed
+                under the same version string).
+        """
+        graphs = self._graphs
+        graph = graphs.resolve(record.graph, record.graph_version, incident_id=record.incident_id)
+        if not graph.has_node(record.node):
+            raise GraphVersionUnavailable(
+                record.incident_id,
+                graph=record.graph,
+                needed=record.graph_version,
+                registered=graphs.versions(record.graph),
+                detail=(
+                    f"incident {record.incident_id!r} is paused at node {record.node!r}, which "
+                    f"graph {record.graph!r} version {graph.version!r} does not have (renamed "
+                    "or removed?); register the graph version it paused on "
+                    f"({record.graph_version!r}) or migrate the incident"
+                ),
+            )
+        return graph
 
     async def incident_exists(self, incident_id: str) -> bool:
         """True if the checkpointer holds any checkpoint for ``incident_id``."""
@@ -144,7 +188,8 @@ class Decider:
                 f"incident {incident_id!r} is not waiting for a decision: {record.describe()}",
                 winner=record,
             )
-        graph = self._graphs.get(record.graph)
+        # The graph version it paused on must be here: refused before anything is recorded.
+        graph = self.graph_for(record)
         if decision.kind not in allowed_decisions(record.request):
             raise InvalidDecision(
                 f"{decision.kind!r} is not allowed on approval {record.approval_id}"
@@ -200,9 +245,9 @@ class Decider:
         current = record if fresh else await ledger.get(record.approval_id)
         if current is None or current.is_pending or current.applied_at is not None:
             return False, current
-        graph = self._graphs.get(current.graph)
+        graph = self.graph_for(current)
         # The approval node gets the decision with the config: no second read of the row.
-        services = replace(self._services_for(graph.name), decided={current.approval_id: current})
+        services = replace(self._services_for(graph), decided={current.approval_id: current})
         config = graph.config(current.incident_id, services)
         if read_state if read_state is not None else not fresh:
             ran = await self._resume_checked(graph, current, config)
@@ -236,7 +281,7 @@ class Decider:
         never starts a run from START. ``tests/test_performance_paths.py`` pins each case.
         """
         try:
-            await self._runner.run(graph, record.incident_id, None, config)
+            await self._hand_over(graph, record, None, config)
         except EmptyInputError:
             log.warning(
                 "incident %s has no checkpoint: nothing to resume with approval %s",
@@ -260,30 +305,83 @@ class Decider:
         # while it was still running), continue it: the approval node finds the decision.
         stalled = has_work_left(state) and not state.interrupts
         if not (waiting or stalled):
-            return False
+            # Moved on only if the graph shows it took this decision: a missing interrupt is
+            # also what a graph that cannot see the pause (a renamed node) looks like.
+            if _took(graph, record, state.values):
+                return False
+            raise self._not_taken(graph, record)
         run_input: Command[Any] | None = None
         if waiting:
             run_input = Command(resume={record.approval_id: {"approval_id": record.approval_id}})
         try:
-            await self._runner.run(graph, record.incident_id, run_input, config)
+            await self._hand_over(graph, record, run_input, config)
         except Exception:
             await self._mark_if_taken(graph, record, config)
             raise
         return True
 
+    async def _hand_over(
+        self,
+        graph: RegisteredGraph,
+        record: ApprovalRecord,
+        run_input: Command[Any] | None,
+        config: RunnableConfig,
+    ) -> None:
+        """Run the graph to hand it ``record``'s decision, checking that it took it."""
+        check = self._taken_check(graph, record, config)
+        await self._runner.run(graph, record.incident_id, run_input, config, check=check)
+
+    def _taken_check(
+        self, graph: RegisteredGraph, record: ApprovalRecord, config: RunnableConfig
+    ) -> RunCheck:
+        """The runner's check after a run meant to hand over ``record``: its approval node
+        took the decision during the run, or the graph shows it took it before (a run that
+        applied it died before saying so) — else the graph could not see the pause."""
+        services = services_from(config)
+
+        async def check(result: Any) -> None:
+            if record.approval_id in services.taken:
+                return
+            state = await graph.compiled.aget_state(config)
+            if not _took(graph, record, state.values):
+                raise self._not_taken(graph, record)
+
+        return check
+
+    def _not_taken(self, graph: RegisteredGraph, record: ApprovalRecord) -> GraphVersionUnavailable:
+        log.error(
+            "incident %s: graph %r version %r did not take decision %s at node %r; it is "
+            "left recorded and unapplied",
+            record.incident_id,
+            graph.name,
+            graph.version,
+            record.approval_id,
+            record.node,
+        )
+        return GraphVersionUnavailable(
+            record.incident_id,
+            graph=record.graph,
+            needed=record.graph_version,
+            registered=self._graphs.versions(record.graph),
+            detail=(
+                f"graph {graph.name!r} version {graph.version!r} cannot see incident "
+                f"{record.incident_id!r} paused at node {record.node!r} (approval "
+                f"{record.approval_id}): nothing was applied; run it on the graph version it "
+                f"paused on ({record.graph_version!r}) or migrate it"
+            ),
+        )
+
     async def _mark_if_taken(
         self, graph: RegisteredGraph, record: ApprovalRecord, config: RunnableConfig
     ) -> None:
         """After a run that raised: mark the decision applied if the approval node took it
-        (a later stage failed), else leave it for recovery (which applies it again)."""
+        (a later stage failed), else leave it for recovery (which applies it again). Only
+        the saved state tells: the node may have returned and its task still failed (a
+        wrapper around it raised), leaving nothing saved."""
         after = await graph.compiled.aget_state(config)
         if any(i.id == record.approval_id for i in after.interrupts):
             return  # still waiting on it
-        node = graph.approval_node(record.node)
-        values = after.values if isinstance(after.values, Mapping) else {}
-        outcome = values.get(node.state_key) if node is not None else None
-        taken = isinstance(outcome, Mapping) and outcome.get("approval_id") == record.approval_id
-        if taken or record.node not in after.next:
+        if _took(graph, record, after.values):
             await self._store.ledger.mark_applied(record.approval_id, self._clock())
 
     async def apply_recorded(self, incident_id: str) -> int:
@@ -300,12 +398,8 @@ class Decider:
         lease (lease recovery applies those). Returns those applied."""
         done: list[ApprovalRecord] = []
         for row in await self._store.ledger.unapplied(limit):
-            if row.graph not in self._graphs:
-                log.warning(
-                    "recovery skips approval %s: graph %r is not registered here",
-                    row.approval_id,
-                    row.graph,
-                )
+            if not self._graphs.can_run(row.graph, row.graph_version):
+                self.skip_once(row, "recovery")
                 continue
             try:
                 async with self._store.locks.hold(row.incident_id, wait=0):
@@ -313,4 +407,24 @@ class Decider:
                         done.append(row)
             except IncidentBusy:
                 continue
+            except GraphVersionUnavailable:
+                self.skip_once(row, "recovery")
         return done
+
+    def skip_once(self, row: ApprovalRecord, who: str) -> None:
+        """Log, once per approval in this process, that ``who`` leaves ``row`` alone because
+        its graph version cannot run here."""
+        if row.approval_id in self._skipped:
+            return
+        self._skipped.add(row.approval_id)
+        log.warning(
+            "%s leaves approval %s of incident %s alone: it paused on graph %r version %r, "
+            "which this process cannot run (registered: %s); a process with that version "
+            "applies it, or migrate the incident",
+            who,
+            row.approval_id,
+            row.incident_id,
+            row.graph,
+            row.graph_version,
+            ", ".join(self._graphs.versions(row.graph)) or "none",
+        )

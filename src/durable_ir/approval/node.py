@@ -231,6 +231,7 @@ class ApprovalNode:
                     "recorded decision; decide through Runtime.decide(). The incident is still "
                     "waiting."
                 )
+        services.taken.add(approval_id)
         return self.outcome(record)
 
     async def _auto_approve(
@@ -293,6 +294,7 @@ class ApprovalNode:
             requested_at=requested_at,
             deadline_at=deadline_at,
             next_due_at=policy.due_times(requested_at, deadline_at)[0],
+            graph_version=services.graph_version,
         )
 
     def outcome(self, record: ApprovalRecord) -> dict[str, Any]:

@@ -6,9 +6,16 @@ Example:
     True
 """
 
-from durable_ir.ledger.base import ApprovalLedger, DecisionWrite
+from durable_ir.ledger.base import ApprovalLedger, DecisionWrite, VersionCount
 from durable_ir.ledger.memory import MemoryLedger
 from durable_ir.ledger.postgres import PostgresLedger
 from durable_ir.ledger.sqlite import SqliteLedger
 
-__all__ = ["ApprovalLedger", "DecisionWrite", "MemoryLedger", "PostgresLedger", "SqliteLedger"]
+__all__ = [
+    "ApprovalLedger",
+    "DecisionWrite",
+    "MemoryLedger",
+    "PostgresLedger",
+    "SqliteLedger",
+    "VersionCount",
+]

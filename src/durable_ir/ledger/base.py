@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_LIST_LIMIT",
     "ApprovalLedger",
     "DecisionWrite",
+    "VersionCount",
     "check_aware",
     "check_incident_status",
     "check_lease",
@@ -59,6 +60,21 @@ class DecisionWrite:
     decided_at: datetime
     reason: str | None
     edited_plan: Any = None
+
+
+@dataclass(frozen=True)
+class VersionCount:
+    """Open incidents of one graph version: how many, and how many of them wait on a
+    pending approval (what a deploy's drain check reads)."""
+
+    graph: str
+    graph_version: str | None
+    open: int
+    awaiting_approval: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return asdict(self)
 
 
 class ApprovalLedger(ABC):
@@ -130,16 +146,27 @@ class ApprovalLedger(ABC):
         decided_by: str,
         reason: Callable[[ApprovalRecord], str],
         lease: RunLease | None = None,
+        runnable: Sequence[str] | None = None,
     ) -> list[ApprovalRecord]:
         """Expire up to ``limit`` pending approvals whose deadline is at or before ``now``,
         earliest deadline first, and return the rows this call expired; with ``lease``, their
-        incidents take it in the same transaction (as :meth:`record_decision`).
+        incidents take it in the same transaction (as :meth:`record_decision`). With
+        ``runnable`` (:func:`~durable_ir.records.version_key` values), only approvals that
+        paused on one of those graph versions: the caller can apply the expiry.
 
         The same compare-and-set as :meth:`record_decision` (only a pending row changes), done
         in batch; rows another sweeper is expiring at the same moment are skipped, not waited
         for. Found through the partial index on pending deadlines, so the cost grows with the
         number overdue, not with history.
         """
+
+    @abstractmethod
+    async def overdue_elsewhere(
+        self, now: datetime, runnable: Sequence[str], limit: int
+    ) -> list[ApprovalRecord]:
+        """Pending approvals whose deadline is at or before ``now`` that paused on a graph
+        version *not* in ``runnable``: what a monitor without that version leaves alone (and
+        says so)."""
 
     @abstractmethod
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
@@ -222,10 +249,15 @@ class ApprovalLedger(ABC):
 
     @abstractmethod
     async def claim_expired_runs(
-        self, now: datetime, lease: RunLease, limit: int
+        self,
+        now: datetime,
+        lease: RunLease,
+        limit: int,
+        runnable: Sequence[str] | None = None,
     ) -> list[IncidentRecord]:
         """Take over up to ``limit`` open incidents whose lease expired at or before ``now``,
-        oldest expiry first, giving them ``lease``; return them as claimed.
+        oldest expiry first, giving them ``lease``; return them as claimed. With ``runnable``
+        (as in :meth:`expire_due`), only incidents on those graph versions.
 
         Rows another runtime is claiming at the same moment are skipped, not waited for
         (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so replicas share the work. Found through the
@@ -257,6 +289,25 @@ class ApprovalLedger(ABC):
     ) -> list[IncidentRecord]:
         """Open incidents whose run never started, opened at or before ``opened_before``,
         oldest first (what recovery starts). ``limit`` as in :meth:`list_incidents`."""
+
+    @abstractmethod
+    async def move_to_version(
+        self, incident_id: str, graph: str, from_version: str | None, to_version: str
+    ) -> bool:
+        """Move an open incident, and its approvals not yet applied, from ``from_version``
+        (``None``: unversioned) to ``to_version`` of ``graph`` — a compare-and-set on the
+        incident's current version, in one transaction. True if this call moved it."""
+
+    @abstractmethod
+    async def open_on_version(
+        self, graph: str, version: str | None, limit: int
+    ) -> list[IncidentRecord]:
+        """Up to ``limit`` open incidents of ``graph`` on ``version`` (``None``: unversioned),
+        oldest first. ``limit`` as in :meth:`list_incidents`."""
+
+    @abstractmethod
+    async def version_census(self) -> list[VersionCount]:
+        """Open incidents per graph version, and how many wait on a pending approval."""
 
     # --- notification outbox --------------------------------------------------------------
 
@@ -322,6 +373,7 @@ def record_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> Ap
         applied_at=_as_datetime(row["applied_at"]),
         next_due_at=_as_datetime(row["next_due_at"]),
         reminders_sent=int(row["reminders_sent"]),
+        graph_version=row["graph_version"],
     )
 
 
@@ -457,6 +509,7 @@ def incident_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> 
         run_attempts=int(row["run_attempts"]),
         last_error=row["last_error"],
         pruned_at=_as_datetime(row["pruned_at"]),
+        graph_version=row["graph_version"],
     )
 
 

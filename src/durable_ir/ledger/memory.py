@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from durable_ir.ledger.base import (
     ApprovalLedger,
     DecisionWrite,
+    VersionCount,
     check_aware,
     check_incident_status,
     check_lease,
@@ -27,6 +28,7 @@ from durable_ir.records import (
     NewIncident,
     NotificationRecord,
     RunLease,
+    version_key,
 )
 
 __all__ = ["MemoryLedger"]
@@ -65,6 +67,7 @@ class MemoryLedger(ApprovalLedger):
             deadline_at=new.deadline_at,
             status=ApprovalStatus.PENDING,
             next_due_at=new.next_due_at or new.deadline_at,
+            graph_version=new.graph_version,
         )
         self._rows[new.approval_id] = row
         return row
@@ -135,9 +138,17 @@ class MemoryLedger(ApprovalLedger):
         decided_by: str,
         reason: Callable[[ApprovalRecord], str],
         lease: RunLease | None = None,
+        runnable: Sequence[str] | None = None,
     ) -> list[ApprovalRecord]:
+        keys = None if runnable is None else set(runnable)
         due = sorted(
-            (r for r in self._rows.values() if r.is_pending and r.deadline_at <= now),
+            (
+                r
+                for r in self._rows.values()
+                if r.is_pending
+                and r.deadline_at <= now
+                and (keys is None or version_key(r.graph, r.graph_version) in keys)
+            ),
             key=lambda r: (r.deadline_at, r.approval_id),
         )[:limit]
         expired = []
@@ -150,6 +161,21 @@ class MemoryLedger(ApprovalLedger):
             if won:
                 expired.append(row)
         return expired
+
+    async def overdue_elsewhere(
+        self, now: datetime, runnable: Sequence[str], limit: int
+    ) -> list[ApprovalRecord]:
+        keys = set(runnable)
+        return sorted(
+            (
+                r
+                for r in self._rows.values()
+                if r.is_pending
+                and r.deadline_at <= now
+                and version_key(r.graph, r.graph_version) not in keys
+            ),
+            key=lambda r: (r.deadline_at, r.approval_id),
+        )[:limit]
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
         due = [
@@ -203,6 +229,7 @@ class MemoryLedger(ApprovalLedger):
             last_alert_at=opened_at,
             lease_owner=new.lease.owner if new.lease else None,
             lease_expires_at=new.lease.expires_at.astimezone(UTC) if new.lease else None,
+            graph_version=new.graph_version,
         )
         self._incidents[new.incident_id] = row
         if new.fingerprint is not None:
@@ -277,16 +304,24 @@ class MemoryLedger(ApprovalLedger):
         return extended
 
     async def claim_expired_runs(
-        self, now: datetime, lease: RunLease, limit: int
+        self,
+        now: datetime,
+        lease: RunLease,
+        limit: int,
+        runnable: Sequence[str] | None = None,
     ) -> list[IncidentRecord]:
         check_aware("now", now)
         check_lease(lease)
         check_limit(limit)
+        keys = None if runnable is None else set(runnable)
         due = sorted(
             (
                 r
                 for r in self._incidents.values()
-                if r.is_open and r.lease_expires_at is not None and r.lease_expires_at <= now
+                if r.is_open
+                and r.lease_expires_at is not None
+                and r.lease_expires_at <= now
+                and (keys is None or version_key(r.graph, r.graph_version) in keys)
             ),
             key=lambda r: (r.lease_expires_at, r.incident_id),
         )[:limit]
@@ -342,6 +377,50 @@ class MemoryLedger(ApprovalLedger):
         return rows[:limit]
 
     # --- notification outbox --------------------------------------------------------------
+
+    async def move_to_version(
+        self, incident_id: str, graph: str, from_version: str | None, to_version: str
+    ) -> bool:
+        row = self._incidents.get(incident_id)
+        if row is None or not row.is_open or row.graph != graph:
+            return False
+        if row.graph_version != from_version:
+            return False
+        self._incidents[incident_id] = replace(row, graph_version=to_version)
+        for key, approval in list(self._rows.items()):
+            if (
+                approval.incident_id == incident_id
+                and approval.graph == graph
+                and approval.applied_at is None
+            ):
+                self._rows[key] = replace(approval, graph_version=to_version)
+        return True
+
+    async def open_on_version(
+        self, graph: str, version: str | None, limit: int
+    ) -> list[IncidentRecord]:
+        check_limit(limit)
+        rows = [
+            r
+            for r in self._incidents.values()
+            if r.is_open and r.graph == graph and r.graph_version == version
+        ]
+        return sorted(rows, key=lambda r: (r.opened_at, r.incident_id))[:limit]
+
+    async def version_census(self) -> list[VersionCount]:
+        counts: dict[tuple[str, str | None], list[int]] = {}
+        pending = {r.incident_id for r in self._rows.values() if r.is_pending}
+        for row in self._incidents.values():
+            if row.is_open:
+                count = counts.setdefault((row.graph, row.graph_version), [0, 0])
+                count[0] += 1
+                count[1] += row.incident_id in pending
+        return [
+            VersionCount(graph, version, n, waiting)
+            for (graph, version), (n, waiting) in sorted(
+                counts.items(), key=lambda item: (item[0][0], item[0][1] or "")
+            )
+        ]
 
     async def get_notification(self, key: str) -> NotificationRecord | None:
         return self._notifications.get(key)

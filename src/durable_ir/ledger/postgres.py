@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from durable_ir.ledger.base import (
     ApprovalLedger,
     DecisionWrite,
+    VersionCount,
     check_aware,
     check_incident_status,
     check_lease,
@@ -63,8 +64,11 @@ CREATE TABLE IF NOT EXISTS durable_ir_approvals (
     applied_at   timestamptz,
     next_due_at  timestamptz NOT NULL,
     reminders_sent integer NOT NULL DEFAULT 0,
+    graph_version text,
     CHECK ((status = 'pending') = (decided_at IS NULL))
 );
+-- Ledgers made before graph versions existed get the column here (NULL: unversioned).
+ALTER TABLE durable_ir_approvals ADD COLUMN IF NOT EXISTS graph_version text;
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_by_incident
     ON durable_ir_approvals (incident_id, requested_at);
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_pending_by_deadline
@@ -94,15 +98,17 @@ CREATE TABLE IF NOT EXISTS durable_ir_incidents (
     run_attempts    integer NOT NULL DEFAULT 0,
     last_error      text,
     pruned_at       timestamptz,
+    graph_version   text,
     CHECK ((status = 'closed') = (closed_at IS NOT NULL))
 );
--- Indexes made before leases and retention existed get their columns here.
+-- Indexes made before leases, retention and graph versions existed get their columns here.
 ALTER TABLE durable_ir_incidents
     ADD COLUMN IF NOT EXISTS lease_owner text,
     ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz,
     ADD COLUMN IF NOT EXISTS run_attempts integer NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS last_error text,
-    ADD COLUMN IF NOT EXISTS pruned_at timestamptz;
+    ADD COLUMN IF NOT EXISTS pruned_at timestamptz,
+    ADD COLUMN IF NOT EXISTS graph_version text;
 CREATE UNIQUE INDEX IF NOT EXISTS durable_ir_incidents_open_fingerprint
     ON durable_ir_incidents (fingerprint) WHERE status = 'open' AND fingerprint IS NOT NULL;
 CREATE INDEX IF NOT EXISTS durable_ir_incidents_by_opened
@@ -130,14 +136,16 @@ CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
 _COLUMNS = (
     "approval_id, incident_id, graph, node, request, severity, requested_at, deadline_at,"
     " status, decided_by, decided_at, reason, edited_plan, applied_at, next_due_at,"
-    " reminders_sent"
+    " reminders_sent, graph_version"
 )
 
 _INCIDENT_COLUMNS = (
     "incident_id, graph, fingerprint, title, service, severity, alert, status,"
     " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome,"
-    " lease_owner, lease_expires_at, run_attempts, last_error, pruned_at"
+    " lease_owner, lease_expires_at, run_attempts, last_error, pruned_at, graph_version"
 )
+_VERSION_KEY = "(graph || chr(31) || coalesce(graph_version, ''))"
+"""The SQL twin of :func:`durable_ir.records.version_key`."""
 _RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, run_attempts = 0, last_error = NULL"
 """What a run that paused or ended leaves of its lease: nothing."""
 _NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
@@ -181,8 +189,8 @@ class PostgresLedger(ApprovalLedger):
             WITH inserted AS (
                 INSERT INTO durable_ir_approvals
                     (approval_id, incident_id, graph, node, request, severity,
-                     requested_at, deadline_at, next_due_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                     requested_at, deadline_at, next_due_at, graph_version)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (approval_id) DO NOTHING
                 RETURNING {_COLUMNS}
             )
@@ -201,6 +209,7 @@ class PostgresLedger(ApprovalLedger):
                 new.requested_at,
                 new.deadline_at,
                 new.next_due_at or new.deadline_at,
+                new.graph_version,
                 new.approval_id,
             ),
         )
@@ -320,13 +329,15 @@ class PostgresLedger(ApprovalLedger):
         decided_by: str,
         reason: Callable[[ApprovalRecord], str],
         lease: RunLease | None = None,
+        runnable: Sequence[str] | None = None,
     ) -> list[ApprovalRecord]:
+        only = "" if runnable is None else f" AND {_VERSION_KEY} = ANY(%s)"
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM durable_ir_approvals"
-                " WHERE status = 'pending' AND deadline_at <= %s"
+                f" WHERE status = 'pending' AND deadline_at <= %s{only}"
                 " ORDER BY deadline_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                (now, limit),
+                (now, limit) if runnable is None else (now, list(runnable), limit),
             )
             due = [record_from_row(r) for r in await cur.fetchall()]
             if not due:
@@ -351,6 +362,16 @@ class PostgresLedger(ApprovalLedger):
                     (lease.owner, check_lease(lease).expires_at, [r.incident_id for r in expired]),
                 )
         return sorted(expired, key=lambda r: (r.deadline_at, r.approval_id))
+
+    async def overdue_elsewhere(
+        self, now: datetime, runnable: Sequence[str], limit: int
+    ) -> list[ApprovalRecord]:
+        return await self._all(
+            f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+            f" WHERE status = 'pending' AND deadline_at <= %s AND NOT {_VERSION_KEY} = ANY(%s)"
+            " ORDER BY deadline_at LIMIT %s",
+            (now, list(runnable), limit),
+        )
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
         return await self._all(
@@ -393,6 +414,7 @@ class PostgresLedger(ApprovalLedger):
             new.opened_at,
             new.lease.owner if new.lease else None,
             new.lease.expires_at if new.lease else None,
+            new.graph_version,
         )
         # A primary-key clash with an incident whose fingerprint is open is retried: the
         # statement inserted into the id index before it saw (or waited for) that incident in
@@ -406,8 +428,8 @@ class PostgresLedger(ApprovalLedger):
                         INSERT INTO durable_ir_incidents AS i
                             (incident_id, graph, fingerprint, title, service, severity, alert,
                              status, alerts_received, opened_at, last_alert_at,
-                             lease_owner, lease_expires_at)
-                        VALUES (%s, %s, %s, %s, %s, %s, %s, 'open', 1, %s, %s, %s, %s)
+                             lease_owner, lease_expires_at, graph_version)
+                        VALUES (%s, %s, %s, %s, %s, %s, %s, 'open', 1, %s, %s, %s, %s, %s)
                         ON CONFLICT (fingerprint) WHERE status = 'open' AND fingerprint IS NOT NULL
                         DO UPDATE SET
                             alerts_received = i.alerts_received + 1,
@@ -519,23 +541,30 @@ class PostgresLedger(ApprovalLedger):
             return int(cur.rowcount)
 
     async def claim_expired_runs(
-        self, now: datetime, lease: RunLease, limit: int
+        self,
+        now: datetime,
+        lease: RunLease,
+        limit: int,
+        runnable: Sequence[str] | None = None,
     ) -> list[IncidentRecord]:
         check_aware("now", now)
         check_lease(lease)
         check_limit(limit)
+        only = "" if runnable is None else f" AND {_VERSION_KEY} = ANY(%s)"
         rows = await self._incidents(
             f"""
             UPDATE durable_ir_incidents AS i
                SET lease_owner = %s, lease_expires_at = %s
               FROM (SELECT incident_id FROM durable_ir_incidents
-                     WHERE status = 'open' AND lease_expires_at <= %s
+                     WHERE status = 'open' AND lease_expires_at <= %s{only}
                      ORDER BY lease_expires_at LIMIT %s
                      FOR UPDATE SKIP LOCKED) AS due
              WHERE i.incident_id = due.incident_id
             RETURNING {", ".join(f"i.{c.strip()}" for c in _INCIDENT_COLUMNS.split(","))}
             """,
-            (lease.owner, lease.expires_at, now, limit),
+            (lease.owner, lease.expires_at, now)
+            + (() if runnable is None else (list(runnable),))
+            + (limit,),
         )
         return sorted(rows, key=lambda r: (r.opened_at, r.incident_id))
 
@@ -588,6 +617,51 @@ class PostgresLedger(ApprovalLedger):
             " ORDER BY opened_at, incident_id LIMIT %s",
             (opened_before, limit),
         )
+
+    async def move_to_version(
+        self, incident_id: str, graph: str, from_version: str | None, to_version: str
+    ) -> bool:
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE durable_ir_incidents SET graph_version = %s"
+                " WHERE incident_id = %s AND graph = %s AND status = 'open'"
+                " AND graph_version IS NOT DISTINCT FROM %s",
+                (to_version, incident_id, graph, from_version),
+            )
+            if cur.rowcount != 1:
+                return False
+            await conn.execute(
+                "UPDATE durable_ir_approvals SET graph_version = %s"
+                " WHERE incident_id = %s AND graph = %s AND applied_at IS NULL",
+                (to_version, incident_id, graph),
+            )
+        return True
+
+    async def open_on_version(
+        self, graph: str, version: str | None, limit: int
+    ) -> list[IncidentRecord]:
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE status = 'open' AND graph = %s AND graph_version IS NOT DISTINCT FROM %s"
+            " ORDER BY opened_at, incident_id LIMIT %s",
+            (graph, version, limit),
+        )
+
+    async def version_census(self) -> list[VersionCount]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT i.graph, i.graph_version, count(*) AS open,"
+                " count(*) FILTER (WHERE EXISTS (SELECT 1 FROM durable_ir_approvals a"
+                "  WHERE a.incident_id = i.incident_id AND a.status = 'pending')) AS awaiting"
+                " FROM durable_ir_incidents i WHERE i.status = 'open'"
+                " GROUP BY i.graph, i.graph_version ORDER BY i.graph, i.graph_version"
+            )
+            rows = await cur.fetchall()
+        return [
+            VersionCount(r["graph"], r["graph_version"], int(r["open"]), int(r["awaiting"]))
+            for r in rows
+        ]
 
     # --- notification outbox --------------------------------------------------------------
 

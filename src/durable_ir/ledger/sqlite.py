@@ -24,6 +24,7 @@ import aiosqlite
 from durable_ir.ledger.base import (
     ApprovalLedger,
     DecisionWrite,
+    VersionCount,
     check_aware,
     check_incident_status,
     check_lease,
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS durable_ir_approvals (
     applied_at   INTEGER,
     next_due_at  INTEGER NOT NULL,
     reminders_sent INTEGER NOT NULL DEFAULT 0,
+    graph_version TEXT,
     CHECK ((status = 'pending') = (decided_at IS NULL))
 );
 CREATE INDEX IF NOT EXISTS durable_ir_approvals_by_incident
@@ -98,6 +100,7 @@ CREATE TABLE IF NOT EXISTS durable_ir_incidents (
     run_attempts    INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,
     pruned_at       INTEGER,
+    graph_version   TEXT,
     CHECK ((status = 'closed') = (closed_at IS NOT NULL))
 );
 CREATE UNIQUE INDEX IF NOT EXISTS durable_ir_incidents_open_fingerprint
@@ -129,22 +132,30 @@ _IN_CHUNK = 500
 _COLUMNS = (
     "approval_id, incident_id, graph, node, request, severity, requested_at, deadline_at,"
     " status, decided_by, decided_at, reason, edited_plan, applied_at, next_due_at,"
-    " reminders_sent"
+    " reminders_sent, graph_version"
 )
 
 _INCIDENT_COLUMNS = (
     "incident_id, graph, fingerprint, title, service, severity, alert, status,"
     " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome,"
-    " lease_owner, lease_expires_at, run_attempts, last_error, pruned_at"
+    " lease_owner, lease_expires_at, run_attempts, last_error, pruned_at, graph_version"
 )
 _ADDED_COLUMNS = {
-    "lease_owner": "TEXT",
-    "lease_expires_at": "INTEGER",
-    "run_attempts": "INTEGER NOT NULL DEFAULT 0",
-    "last_error": "TEXT",
-    "pruned_at": "INTEGER",
+    "durable_ir_incidents": {
+        "lease_owner": "TEXT",
+        "lease_expires_at": "INTEGER",
+        "run_attempts": "INTEGER NOT NULL DEFAULT 0",
+        "last_error": "TEXT",
+        "pruned_at": "INTEGER",
+        "graph_version": "TEXT",
+    },
+    "durable_ir_approvals": {"graph_version": "TEXT"},
 }
-"""Columns an index made before leases and retention existed gets at setup."""
+"""Columns tables made before leases, retention and graph versions existed get at setup."""
+_VERSION_KEY = "(graph || char(31) || coalesce(graph_version, ''))"
+"""The SQL twin of :func:`durable_ir.records.version_key`."""
+_IN_RUNNABLE = f"{_VERSION_KEY} IN (SELECT value FROM json_each(?))"
+"""Matches the graph versions in a JSON array parameter."""
 _RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, run_attempts = 0, last_error = NULL"
 """What a run that paused or ended leaves of its lease: nothing."""
 _NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
@@ -193,14 +204,15 @@ class SqliteLedger(ApprovalLedger):
 
     async def setup(self) -> None:
         async with self._lock:
-            async with self._conn.execute("PRAGMA table_info(durable_ir_incidents)") as cur:
-                existing = {row[1] for row in await cur.fetchall()}
-            if existing:  # an older index: add the newer columns first
-                for column, kind in _ADDED_COLUMNS.items():
-                    if column not in existing:
-                        await self._conn.execute(
-                            f"ALTER TABLE durable_ir_incidents ADD COLUMN {column} {kind}"
-                        )
+            for table, added in _ADDED_COLUMNS.items():
+                async with self._conn.execute(f"PRAGMA table_info({table})") as cur:
+                    existing = {row[1] for row in await cur.fetchall()}
+                if existing:  # an older table: add the newer columns first
+                    for column, kind in added.items():
+                        if column not in existing:
+                            await self._conn.execute(
+                                f"ALTER TABLE {table} ADD COLUMN {column} {kind}"
+                            )
             await self._conn.executescript(SQLITE_SCHEMA)
 
     async def _one(self, query: str, params: tuple[Any, ...]) -> ApprovalRecord | None:
@@ -218,7 +230,8 @@ class SqliteLedger(ApprovalLedger):
             await self._conn.execute(
                 "INSERT OR IGNORE INTO durable_ir_approvals"
                 " (approval_id, incident_id, graph, node, request, severity,"
-                "  requested_at, deadline_at, next_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "  requested_at, deadline_at, next_due_at, graph_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.approval_id,
                     new.incident_id,
@@ -229,6 +242,7 @@ class SqliteLedger(ApprovalLedger):
                     to_epoch_us(new.requested_at),
                     to_epoch_us(new.deadline_at),
                     to_epoch_us(new.next_due_at or new.deadline_at),
+                    new.graph_version,
                 ),
             )
         row = await self.get(new.approval_id)
@@ -334,18 +348,22 @@ class SqliteLedger(ApprovalLedger):
         decided_by: str,
         reason: Callable[[ApprovalRecord], str],
         lease: RunLease | None = None,
+        runnable: Sequence[str] | None = None,
     ) -> list[ApprovalRecord]:
         if lease is not None:
             check_lease(lease)
         expired: list[ApprovalRecord] = []
+        only = "" if runnable is None else f" AND {_IN_RUNNABLE}"
+        params: tuple[Any, ...] = (to_epoch_us(now),)
+        params += () if runnable is None else (json.dumps(list(runnable)),)
         async with self._write_transaction():
             # BEGIN IMMEDIATE takes SQLite's single write lock: sweepers in other processes
             # wait here, then find these rows no longer pending.
             async with self._conn.execute(
                 f"SELECT {_COLUMNS} FROM durable_ir_approvals"
-                " WHERE status = 'pending' AND deadline_at <= ?"
+                f" WHERE status = 'pending' AND deadline_at <= ?{only}"
                 " ORDER BY deadline_at LIMIT ?",
-                (to_epoch_us(now), limit),
+                (*params, limit),
             ) as cur:
                 due = [record_from_row(dict(r), json_as_text=True) for r in await cur.fetchall()]
             for row in due:
@@ -369,6 +387,16 @@ class SqliteLedger(ApprovalLedger):
                         )
                     )
         return expired
+
+    async def overdue_elsewhere(
+        self, now: datetime, runnable: Sequence[str], limit: int
+    ) -> list[ApprovalRecord]:
+        return await self._all(
+            f"SELECT {_COLUMNS} FROM durable_ir_approvals"
+            f" WHERE status = 'pending' AND deadline_at <= ? AND NOT {_IN_RUNNABLE}"
+            " ORDER BY deadline_at LIMIT ?",
+            (to_epoch_us(now), json.dumps(list(runnable)), limit),
+        )
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
         return await self._all(
@@ -435,8 +463,8 @@ class SqliteLedger(ApprovalLedger):
                     "INSERT INTO durable_ir_incidents"
                     " (incident_id, graph, fingerprint, title, service, severity, alert,"
                     "  status, alerts_received, opened_at, last_alert_at,"
-                    "  lease_owner, lease_expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?)"
+                    "  lease_owner, lease_expires_at, graph_version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (incident_id) DO NOTHING",
                     (
                         new.incident_id,
@@ -450,6 +478,7 @@ class SqliteLedger(ApprovalLedger):
                         opened_at,
                         new.lease.owner if new.lease else None,
                         to_epoch_us(new.lease.expires_at) if new.lease else None,
+                        new.graph_version,
                     ),
                 )
                 inserted = cur.rowcount == 1
@@ -543,11 +572,18 @@ class SqliteLedger(ApprovalLedger):
         return extended
 
     async def claim_expired_runs(
-        self, now: datetime, lease: RunLease, limit: int
+        self,
+        now: datetime,
+        lease: RunLease,
+        limit: int,
+        runnable: Sequence[str] | None = None,
     ) -> list[IncidentRecord]:
         check_aware("now", now)
         check_lease(lease)
         check_limit(limit)
+        only = "" if runnable is None else f" AND {_IN_RUNNABLE}"
+        params: tuple[Any, ...] = (to_epoch_us(now),)
+        params += () if runnable is None else (json.dumps(list(runnable)),)
         # SQLite's single write lock serialises claimers across processes: each sees the rows
         # the one before it claimed as leased to the future.
         async with (
@@ -555,10 +591,10 @@ class SqliteLedger(ApprovalLedger):
             self._conn.execute(
                 f"UPDATE durable_ir_incidents SET lease_owner = ?, lease_expires_at = ?"
                 " WHERE incident_id IN (SELECT incident_id FROM durable_ir_incidents"
-                "  WHERE status = 'open' AND lease_expires_at <= ?"
+                f"  WHERE status = 'open' AND lease_expires_at <= ?{only}"
                 "  ORDER BY lease_expires_at LIMIT ?)"
                 f" RETURNING {_INCIDENT_COLUMNS}",
-                (lease.owner, to_epoch_us(lease.expires_at), to_epoch_us(now), limit),
+                (lease.owner, to_epoch_us(lease.expires_at), *params, limit),
             ) as cur,
         ):
             rows = [dict(r) for r in await cur.fetchall()]
@@ -615,6 +651,50 @@ class SqliteLedger(ApprovalLedger):
             " ORDER BY opened_at, incident_id LIMIT ?",
             (to_epoch_us(opened_before), limit),
         )
+
+    async def move_to_version(
+        self, incident_id: str, graph: str, from_version: str | None, to_version: str
+    ) -> bool:
+        async with self._write_transaction():
+            cur = await self._conn.execute(
+                "UPDATE durable_ir_incidents SET graph_version = ?"
+                " WHERE incident_id = ? AND graph = ? AND status = 'open'"
+                " AND graph_version IS ?",
+                (to_version, incident_id, graph, from_version),
+            )
+            if cur.rowcount != 1:
+                return False
+            await self._conn.execute(
+                "UPDATE durable_ir_approvals SET graph_version = ?"
+                " WHERE incident_id = ? AND graph = ? AND applied_at IS NULL",
+                (to_version, incident_id, graph),
+            )
+        return True
+
+    async def open_on_version(
+        self, graph: str, version: str | None, limit: int
+    ) -> list[IncidentRecord]:
+        check_limit(limit)
+        return await self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM durable_ir_incidents"
+            " WHERE status = 'open' AND graph = ? AND graph_version IS ?"
+            " ORDER BY opened_at, incident_id LIMIT ?",
+            (graph, version, limit),
+        )
+
+    async def version_census(self) -> list[VersionCount]:
+        async with (
+            self._lock,
+            self._conn.execute(
+                "SELECT i.graph, i.graph_version, count(*) AS open,"
+                " sum(EXISTS (SELECT 1 FROM durable_ir_approvals a"
+                "  WHERE a.incident_id = i.incident_id AND a.status = 'pending')) AS awaiting"
+                " FROM durable_ir_incidents i WHERE i.status = 'open'"
+                " GROUP BY i.graph, i.graph_version ORDER BY i.graph, i.graph_version"
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [VersionCount(r[0], r[1], int(r[2]), int(r[3] or 0)) for r in rows]
 
     # --- notification outbox --------------------------------------------------------------
 

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +23,15 @@ from durable_ir.service.auth import Authenticator, BearerTokens
 from durable_ir.service.errors import install_error_handlers
 from durable_ir.service.lifespan import ServiceConfig, service_lifespan
 from durable_ir.service.limits import BodySizeLimit
-from durable_ir.service.routes import alerts, console, decisions, health, incidents, slack
+from durable_ir.service.routes import (
+    alerts,
+    console,
+    decisions,
+    health,
+    incidents,
+    slack,
+    versions,
+)
 from durable_ir.service.settings import ServiceSettings
 
 __all__ = ["create_app"]
@@ -57,6 +66,7 @@ def create_app(
     graph: AnyGraph | IncidentGraphBuilder | None = None,
     auth: Authenticator | None = None,
     settings: ServiceSettings | None = None,
+    keep_graphs: Sequence[AnyGraph | IncidentGraphBuilder] = (),
 ) -> FastAPI:
     """The incident API as a FastAPI app (serve it with uvicorn; see ``docs/service.md``).
 
@@ -68,7 +78,10 @@ def create_app(
       the same name (``settings.graph_name``);
     - ``auth``: an :class:`~durable_ir.service.auth.Authenticator`; default: bearer tokens
       from ``settings.api_tokens``;
-    - ``settings``: default :meth:`ServiceSettings.from_env`.
+    - ``settings``: default :meth:`ServiceSettings.from_env`;
+    - ``keep_graphs``: earlier versions of ``graph`` to keep running, under the same name,
+      for the incidents that paused on them (new incidents start on ``graph``); see
+      ``docs/versioning.md``.
 
     The runtime is opened when the app starts (its lifespan), not here.
     """
@@ -82,6 +95,7 @@ def create_app(
         graph=served,
         graph_name=settings.graph_name or default_name,
         auth=authenticator,
+        keep_graphs=tuple(_graph(g)[0] for g in keep_graphs),
     )
     app = FastAPI(
         title="durable-ir incident API",
@@ -91,7 +105,14 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health.router, alerts.router, incidents.router, decisions.router, slack.router):
+    for router in (
+        health.router,
+        alerts.router,
+        incidents.router,
+        decisions.router,
+        slack.router,
+        versions.router,
+    ):
         app.include_router(router)
     app.include_router(console.router)  # GET /console: the approval console (not in the schema)
     return app

@@ -23,7 +23,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from durable_ir.errors import ConfigurationError, Conflict, InvalidDecision, InvalidInput, NotFound
+from durable_ir.errors import (
+    ConfigurationError,
+    Conflict,
+    GraphVersionUnavailable,
+    InvalidDecision,
+    InvalidInput,
+    NotFound,
+)
 from durable_ir.records import ApprovalRecord
 from durable_ir.service.models import Approval
 
@@ -170,6 +177,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return error_response(409, "conflict", str(exc), winner=exc.winner)
+
+    @app.exception_handler(GraphVersionUnavailable)
+    async def _version(request: Request, exc: GraphVersionUnavailable) -> JSONResponse:
+        # Nothing was recorded: a replica (or a later deploy) that runs the version can.
+        return error_response(409, "graph_version_unavailable", str(exc))
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:

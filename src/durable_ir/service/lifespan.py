@@ -42,6 +42,8 @@ class ServiceConfig:
     graph: AnyGraph
     graph_name: str | None
     auth: Authenticator
+    keep_graphs: tuple[AnyGraph, ...] = ()
+    """Earlier versions of ``graph``, registered beside it (not as the default)."""
 
 
 def service_lifespan(
@@ -54,6 +56,8 @@ def service_lifespan(
         settings = config.settings
         async with open_runtime(settings.database_url, pool_size=settings.pool_size) as rt:
             registered = rt.register(config.graph, name=config.graph_name)
+            for kept in config.keep_graphs:
+                rt.register(kept, name=registered.name, default=False)
             runs = BackgroundRuns(settings.max_concurrent_runs)
             decisions = DecisionRecorder(rt, runs, lock_wait=settings.lock_wait)
             if not config.auth.configured:
@@ -78,7 +82,14 @@ def service_lifespan(
                 SlaMonitor(rt, interval=settings.sla_interval).run(), name="durable-ir SLA monitor"
             )
             setattr(app.state, SERVICE_STATE_KEY, service)
-            log.info("durable-ir service up: graph %r on %s", registered.name, rt.store.url)
+            log.info(
+                "durable-ir service up: graph %r version %s (also runs %s) on %s",
+                registered.name,
+                registered.version,
+                ", ".join(v for v in rt.graphs.versions(registered.name) if v != registered.version)
+                or "no other version",
+                rt.store.url,
+            )
             try:
                 yield
             finally:

@@ -274,6 +274,25 @@ class SlackDecisionReply(BaseModel):
     decision: Approval
 
 
+class GraphVersionRow(BaseModel):
+    """Open incidents on one graph version, and whether this service runs it."""
+
+    graph: str
+    graph_version: str | None = Field(
+        description="null: incidents recorded before graph versions were"
+    )
+    open: int
+    awaiting_approval: int
+    registered: bool = Field(description="whether this service runs this version")
+    default: bool = Field(description="whether new incidents start on this version")
+
+
+class GraphVersions(BaseModel):
+    """``GET /versions``."""
+
+    versions: list[GraphVersionRow]
+
+
 class Health(BaseModel):
     """``GET /healthz``."""
 

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["serve"]
@@ -20,6 +21,7 @@ def serve(
     graph: Any = None,
     graph_name: str | None = None,
     log_level: str = "info",
+    keep_graphs: Sequence[Any] = (),
 ) -> None:
     """Serve :func:`~durable_ir.service.create_app` (settings from the environment) until
     interrupted. ``graph`` as for ``create_app``; ``graph_name`` overrides
@@ -34,5 +36,7 @@ def serve(
     settings = ServiceSettings.from_env()
     if graph_name is not None:
         settings = replace(settings, graph_name=graph_name)
-    app = create_app(database_url=database_url, graph=graph, settings=settings)
+    app = create_app(
+        database_url=database_url, graph=graph, settings=settings, keep_graphs=keep_graphs
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)

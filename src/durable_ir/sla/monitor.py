@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from durable_ir.errors import ConfigurationError, IncidentBusy
+from durable_ir.errors import ConfigurationError, GraphVersionUnavailable, IncidentBusy
 from durable_ir.records import ApprovalRecord
 from durable_ir.sla.policy import Reminder
 
@@ -120,6 +120,7 @@ class SlaMonitor:
         ledger = self.runtime.store.ledger
 
         started = time.perf_counter()
+        runnable = self.runtime.graphs.runnable_keys()
         expired = await ledger.expire_due(
             now,
             self.batch,
@@ -130,7 +131,12 @@ class SlaMonitor:
             # The expiry's run is owed from now: leased, so recovery takes it over if this
             # monitor dies before it ends.
             self.runtime.leases.lease(),
+            # Only approvals that paused on a graph version this runtime has: an expiry it
+            # could not apply is left for a runtime that can (said once, below).
+            runnable,
         )
+        for row in await ledger.overdue_elsewhere(now, runnable, self.batch):
+            self.runtime.note_unrunnable(row, "the SLA monitor")
         claimed = time.perf_counter()
         applied: list[str] = []
         deferred: list[str] = []
@@ -160,17 +166,12 @@ class SlaMonitor:
         )
 
     async def _apply(self, row: ApprovalRecord) -> bool:
-        if row.graph not in self.runtime.graphs:
-            log.warning(
-                "approval %s expired, but graph %r is not registered in this monitor's runtime; "
-                "a runtime that has it applies the expiry on recover()",
-                row.approval_id,
-                row.graph,
-            )
-            return False
         try:
             async with self.runtime.store.locks.hold(row.incident_id, wait=self.apply_wait):
                 await self.runtime.apply_recorded_decision(row)
+        except GraphVersionUnavailable:
+            self.runtime.note_unrunnable(row, "the SLA monitor")
+            return False
         except IncidentBusy:
             log.info(
                 "incident %s is busy; its expiry will be applied by its worker or recovery",
