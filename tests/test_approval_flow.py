@@ -258,7 +258,10 @@ async def test_re_run_of_the_node_keeps_the_original_deadline(
         await rt.start(
             build_graph(counter_dir), {"alert": {"severity": "P0"}}, incident_id=incident
         )
-        clock.advance(minutes=40)  # the node re-runs on resume, 40 minutes later
+        # The node re-runs on resume, 10 minutes later (within the P0 window: a decision after
+        # the deadline is the expiry, tests/test_lifecycle_edges.py); a re-run that computed
+        # the deadline again would move it to T0 + 25 min.
+        clock.advance(minutes=10)
         result = await rt.decide(incident, Approve(by="alice"))
         assert result.record.requested_at == T0
         assert result.record.deadline_at == T0 + timedelta(minutes=15)

@@ -373,6 +373,21 @@ class Runtime:
         if not opened:
             if row.fingerprint != parsed.fingerprint:
                 raise Conflict(f"incident {incident_id!r} already exists (another alert)")
+            if not row.is_open:
+                # Never a silent drop: the alert is not counted against a closed incident,
+                # and a closed incident is not reopened by an id.
+                log.info(
+                    "alert %s for closed incident %s refused (closed %s, outcome %s)",
+                    parsed.fingerprint,
+                    row.incident_id,
+                    row.closed_at.isoformat() if row.closed_at else "?",
+                    row.outcome,
+                )
+                raise Conflict(
+                    f"incident {row.incident_id!r} is closed (outcome {row.outcome!r}); an "
+                    "alert cannot be attached to it by id: ingest it without incident_id to "
+                    "open a new incident"
+                )
             log.info(
                 "alert %s attached to open incident %s (%d alerts)",
                 parsed.fingerprint,

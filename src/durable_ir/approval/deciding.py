@@ -32,11 +32,12 @@ from durable_ir.errors import (
 )
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import LeaseKeeper
-from durable_ir.ledger import DecisionWrite
+from durable_ir.ledger.base import DecisionWrite, LateDecision
 from durable_ir.persistence import Store
-from durable_ir.records import ApprovalRecord
+from durable_ir.records import ApprovalRecord, ApprovalStatus
 from durable_ir.runs import PAUSED_KEY, GraphRunner, RunCheck, has_work_left
 from durable_ir.services import NodeServices, services_from
+from durable_ir.sla.policy import SLA_IDENTITY
 
 __all__ = ["PAUSED_KEY", "Decider", "DecisionResult", "validate_incident_id"]
 
@@ -149,6 +150,20 @@ class Decider:
             return DecisionResult(record=row, applied=False)
         return DecisionResult(record=current or row, applied=True)
 
+    async def _expire_now(self, row: ApprovalRecord) -> None:
+        """A decision came too late and recorded the expiry: hand it to the graph now, as the
+        SLA monitor would have (else its lease's expiry makes recovery do it)."""
+        log.info(
+            "a decision on incident %s came after the deadline %s: approval %s expired",
+            row.incident_id,
+            row.deadline_at.isoformat(),
+            row.approval_id,
+        )
+        try:
+            await self.apply(row, wait=self._lock_timeout)
+        except Exception:
+            log.exception("escalating incident %s after its late decision failed", row.incident_id)
+
     async def apply(self, row: ApprovalRecord, *, wait: float | None) -> bool:
         """Take the incident's lock (waiting up to ``wait`` seconds) and apply ``row``'s
         decision; False if the incident stayed busy (its holder or recovery applies it)."""
@@ -176,7 +191,8 @@ class Decider:
         else:
             record = await ledger.latest(incident_id)
         if record is None:
-            if approval_id is None and await self.incident_exists(incident_id):
+            indexed = approval_id is None and await ledger.get_incident(incident_id) is not None
+            if indexed or (approval_id is None and await self.incident_exists(incident_id)):
                 raise Conflict(
                     f"incident {incident_id!r} is not waiting for a decision "
                     "(it has not asked for an approval)"
@@ -203,12 +219,21 @@ class Decider:
                 f"cannot validate the edited plan: graph {graph.name!r} has no ApprovalNode "
                 f"registered as node {record.node!r} here (add the node object itself)"
             )
+        policy = (node.sla if node is not None else None) or self._services_for(graph).sla
+        window = record.deadline_at - record.requested_at
         write = DecisionWrite(
             status=decision.status,
             decided_by=decision.by,
             decided_at=self._clock(),
             reason=decision.reason,
             edited_plan=decision.plan if isinstance(decision, Edit) else None,
+            # The deadline holds at the moment of decision: too late, the same write records
+            # the expiry the monitor would have.
+            late=None
+            if decision.status is ApprovalStatus.EXPIRED
+            else LateDecision(
+                SLA_IDENTITY, policy.expiry_reason(record.severity, record.deadline_at, window)
+            ),
         )
         # The decision and the lease on the run that applies it, in one write: if this
         # process dies before that run ends, recovery on any replica takes it over.
@@ -216,6 +241,13 @@ class Decider:
         if not won:
             raise Conflict(
                 f"incident {incident_id!r} was decided first: {row.describe()}", winner=row
+            )
+        if row.status is ApprovalStatus.EXPIRED and decision.status is not ApprovalStatus.EXPIRED:
+            await self._expire_now(row)
+            raise Conflict(
+                f"incident {incident_id!r}: the approval's deadline "
+                f"{row.deadline_at.isoformat()} had passed; {row.describe()}",
+                winner=row,
             )
         log.info(
             "recorded %s on incident %s (approval %s) by %s",

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_LIST_LIMIT",
     "ApprovalLedger",
     "DecisionWrite",
+    "LateDecision",
     "VersionCount",
     "check_aware",
     "check_incident_status",
@@ -52,14 +53,30 @@ MAX_LIST_LIMIT = 1000
 
 
 @dataclass(frozen=True)
+class LateDecision:
+    """What a decision records instead when it arrives at or after the approval's deadline:
+    the expiry, by ``decided_by`` (``system:sla``), with ``reason``."""
+
+    decided_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class DecisionWrite:
-    """The fields a decision writes into its ledger row."""
+    """The fields a decision writes into its ledger row.
+
+    ``late``: if the row's ``deadline_at`` is at or before ``decided_at`` when the
+    compare-and-set runs, the row is expired instead (``status = 'expired'``, ``late``'s
+    identity and reason, no edited plan) — the deadline holds at the moment of decision, in
+    the same atomic write, not at the monitor's next sweep.
+    """
 
     status: ApprovalStatus
     decided_by: str
     decided_at: datetime
     reason: str | None
     edited_plan: Any = None
+    late: LateDecision | None = None
 
 
 @dataclass(frozen=True)

@@ -93,14 +93,23 @@ class MemoryLedger(ApprovalLedger):
             raise LookupError(approval_id)
         if not row.is_pending:
             return False, row
-        row = replace(
-            row,
-            status=decision.status,
-            decided_by=decision.decided_by,
-            decided_at=decision.decided_at,
-            reason=decision.reason,
-            edited_plan=copy.deepcopy(decision.edited_plan),
-        )
+        if decision.late is not None and row.deadline_at <= decision.decided_at:
+            row = replace(
+                row,
+                status=ApprovalStatus.EXPIRED,
+                decided_by=decision.late.decided_by,
+                decided_at=decision.decided_at,
+                reason=decision.late.reason,
+            )
+        else:
+            row = replace(
+                row,
+                status=decision.status,
+                decided_by=decision.decided_by,
+                decided_at=decision.decided_at,
+                reason=decision.reason,
+                edited_plan=copy.deepcopy(decision.edited_plan),
+            )
         self._rows[approval_id] = row
         if lease is not None:
             self._lease(row.incident_id, lease)

@@ -144,6 +144,16 @@ _INCIDENT_COLUMNS = (
     " alerts_received, opened_at, last_alert_at, started_at, closed_at, outcome,"
     " lease_owner, lease_expires_at, run_attempts, last_error, pruned_at, graph_version"
 )
+_TOO_LATE = "%(late)s::boolean AND deadline_at <= %(at)s"
+_DECIDE_SET = (
+    f"status = CASE WHEN {_TOO_LATE} THEN 'expired' ELSE %(status)s END,"
+    f" decided_by = CASE WHEN {_TOO_LATE} THEN %(late_by)s ELSE %(by)s END,"
+    " decided_at = %(at)s,"
+    f" reason = CASE WHEN {_TOO_LATE} THEN %(late_reason)s ELSE %(reason)s END,"
+    f" edited_plan = CASE WHEN {_TOO_LATE} THEN NULL ELSE %(plan)s::jsonb END"
+)
+"""A decision's compare-and-set: the decision, or the expiry if it came too late
+(:class:`~durable_ir.ledger.base.LateDecision`)."""
 _VERSION_KEY = "(graph || chr(31) || coalesce(graph_version, ''))"
 """The SQL twin of :func:`durable_ir.records.version_key`."""
 _RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, run_attempts = 0, last_error = NULL"
@@ -169,7 +179,9 @@ class PostgresLedger(ApprovalLedger):
         async with self._pool.connection() as conn:
             await conn.execute(POSTGRES_SCHEMA)
 
-    async def _one(self, query: str, params: tuple[Any, ...]) -> ApprovalRecord | None:
+    async def _one(
+        self, query: str, params: tuple[Any, ...] | dict[str, Any]
+    ) -> ApprovalRecord | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
@@ -255,21 +267,23 @@ class PostgresLedger(ApprovalLedger):
     async def record_decision(
         self, approval_id: str, decision: DecisionWrite, lease: RunLease | None = None
     ) -> tuple[bool, ApprovalRecord]:
-        params: tuple[Any, ...] = (
-            decision.status.value,
-            decision.decided_by,
-            decision.decided_at,
-            decision.reason,
-            None if decision.edited_plan is None else Jsonb(decision.edited_plan),
-            approval_id,
-        )
+        late = decision.late
+        params: dict[str, Any] = {
+            "late": late is not None,
+            "at": decision.decided_at,
+            "status": decision.status.value,
+            "by": decision.decided_by,
+            "reason": decision.reason,
+            "plan": None if decision.edited_plan is None else Jsonb(decision.edited_plan),
+            "late_by": late.decided_by if late else None,
+            "late_reason": late.reason if late else None,
+            "id": approval_id,
+        }
         if lease is None:
             won = await self._one(
                 f"""
-                UPDATE durable_ir_approvals
-                   SET status = %s, decided_by = %s, decided_at = %s, reason = %s,
-                       edited_plan = %s
-                 WHERE approval_id = %s AND status = 'pending'
+                UPDATE durable_ir_approvals SET {_DECIDE_SET}
+                 WHERE approval_id = %(id)s AND status = 'pending'
                 RETURNING {_COLUMNS}
                 """,
                 params,
@@ -280,20 +294,18 @@ class PostgresLedger(ApprovalLedger):
             won = await self._one(
                 f"""
                 WITH decided AS (
-                    UPDATE durable_ir_approvals
-                       SET status = %s, decided_by = %s, decided_at = %s, reason = %s,
-                           edited_plan = %s
-                     WHERE approval_id = %s AND status = 'pending'
+                    UPDATE durable_ir_approvals SET {_DECIDE_SET}
+                     WHERE approval_id = %(id)s AND status = 'pending'
                     RETURNING {_COLUMNS}
                 ), leased AS (
                     UPDATE durable_ir_incidents i
-                       SET lease_owner = %s, lease_expires_at = %s
+                       SET lease_owner = %(owner)s, lease_expires_at = %(expires)s
                       FROM decided d
                      WHERE i.incident_id = d.incident_id AND i.status = 'open'
                 )
                 SELECT {_COLUMNS} FROM decided
                 """,
-                (*params, lease.owner, lease.expires_at),
+                {**params, "owner": lease.owner, "expires": lease.expires_at},
             )
         if won is not None:
             return True, won

@@ -127,6 +127,16 @@ CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
     ON durable_ir_notifications (incident_id, sent_at);
 """
 
+_TOO_LATE = ":late AND deadline_at <= :at"
+_DECIDE_SET = (
+    f"status = CASE WHEN {_TOO_LATE} THEN 'expired' ELSE :status END,"
+    f" decided_by = CASE WHEN {_TOO_LATE} THEN :late_by ELSE :by END,"
+    " decided_at = :at,"
+    f" reason = CASE WHEN {_TOO_LATE} THEN :late_reason ELSE :reason END,"
+    f" edited_plan = CASE WHEN {_TOO_LATE} THEN NULL ELSE :plan END"
+)
+"""A decision's compare-and-set: the decision, or the expiry if it came too late
+(:class:`~durable_ir.ledger.base.LateDecision`)."""
 _IN_CHUNK = 500
 """Ids per ``IN (…)`` list: well under SQLite's bound-parameter limit."""
 _COLUMNS = (
@@ -288,19 +298,24 @@ class SqliteLedger(ApprovalLedger):
     ) -> tuple[bool, ApprovalRecord]:
         if lease is not None:
             check_lease(lease)
+        late = decision.late
         async with self._write_transaction():
             cur = await self._conn.execute(
-                "UPDATE durable_ir_approvals"
-                " SET status = ?, decided_by = ?, decided_at = ?, reason = ?, edited_plan = ?"
-                " WHERE approval_id = ? AND status = 'pending'",
-                (
-                    decision.status.value,
-                    decision.decided_by,
-                    to_epoch_us(decision.decided_at),
-                    decision.reason,
-                    None if decision.edited_plan is None else json.dumps(decision.edited_plan),
-                    approval_id,
-                ),
+                f"UPDATE durable_ir_approvals SET {_DECIDE_SET}"
+                " WHERE approval_id = :id AND status = 'pending'",
+                {
+                    "late": late is not None,
+                    "at": to_epoch_us(decision.decided_at),
+                    "status": decision.status.value,
+                    "by": decision.decided_by,
+                    "reason": decision.reason,
+                    "plan": (
+                        None if decision.edited_plan is None else json.dumps(decision.edited_plan)
+                    ),
+                    "late_by": late.decided_by if late else None,
+                    "late_reason": late.reason if late else None,
+                    "id": approval_id,
+                },
             )
             won = cur.rowcount == 1
             async with self._conn.execute(

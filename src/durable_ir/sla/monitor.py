@@ -35,7 +35,7 @@ import psycopg
 
 from durable_ir.errors import ConfigurationError, GraphVersionUnavailable, IncidentBusy
 from durable_ir.records import ApprovalRecord
-from durable_ir.sla.policy import Reminder
+from durable_ir.sla.policy import SLA_IDENTITY, Reminder
 
 if TYPE_CHECKING:
     from durable_ir.runtime import Runtime
@@ -44,7 +44,6 @@ __all__ = ["SLA_IDENTITY", "ReminderSender", "SlaMonitor", "SweepReport"]
 
 log = logging.getLogger("durable_ir.sla")
 
-SLA_IDENTITY = "system:sla"
 ReminderSender = Callable[[ApprovalRecord, Reminder], Awaitable[None]]
 """Called once per reminder that falls due (after it is claimed, so at most once)."""
 

@@ -29,7 +29,7 @@ from types import MappingProxyType
 from durable_ir.errors import ConfigurationError, InvalidInput
 from durable_ir.severity import SEVERITIES, Severity, parse_severity
 
-__all__ = ["DEFAULT_WINDOWS", "Reminder", "SlaPolicy"]
+__all__ = ["DEFAULT_WINDOWS", "SLA_IDENTITY", "Reminder", "SlaPolicy"]
 
 DEFAULT_WINDOWS: Mapping[Severity, timedelta] = MappingProxyType(
     {
@@ -140,3 +140,7 @@ class SlaPolicy:
 
 
 assert tuple(DEFAULT_WINDOWS) == SEVERITIES
+
+SLA_IDENTITY = "system:sla"
+"""Who expires an approval whose deadline passed: the SLA monitor's sweep, or the
+compare-and-set of a decision that came too late."""
