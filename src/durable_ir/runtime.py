@@ -32,13 +32,15 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -53,7 +55,7 @@ from durable_ir.approval.deciding import (
     validate_incident_id,
 )
 from durable_ir.builder.nodes import check_alert
-from durable_ir.clock import Clock, system_clock
+from durable_ir.clock import Clock, DatabaseClock, system_clock
 from durable_ir.decisions import Decision
 from durable_ir.errors import (
     ConfigurationError,
@@ -637,7 +639,7 @@ class Runtime:
 async def open_runtime(
     url: str | None = None,
     *,
-    clock: Clock = system_clock,
+    clock: Clock | None = None,
     sla: SlaPolicy | None = None,
     lock_timeout: float = 30.0,
     pool_size: int = 20,
@@ -655,6 +657,13 @@ async def open_runtime(
     LangGraph's ``EncryptedSerializer``: see ``docs/persistence.md``). ``lease_ttl``,
     ``max_run_attempts`` and ``unstarted_grace`` as in :class:`Runtime`.
 
+    ``clock``: what every deadline, lease and decision is timed by. Default: on PostgreSQL the
+    database server's clock (:class:`~durable_ir.clock.DatabaseClock`: measured at start and
+    every minute, so that replicas whose own clocks disagree judge deadlines and leases
+    alike; a host clock more than 2 s off is logged once); on SQLite and memory, where the
+    database's clock is the local one, :func:`~durable_ir.clock.system_clock`. Pass a clock to
+    override it (tests inject a :class:`~durable_ir.FixedClock`).
+
     Example:
         >>> import asyncio
         >>> async def main():
@@ -670,16 +679,29 @@ async def open_runtime(
         checkpointer=checkpointer,
         serde=serde,
     ) as store:
+        synced: DatabaseClock | None = None
+        if clock is None and store.backend == "postgres":
+            synced = DatabaseClock(partial(_server_time, store))
+            await synced.sync()
         runtime = Runtime(
             store,
-            clock=clock,
+            clock=clock or synced or system_clock,
             sla=sla,
             lock_timeout=lock_timeout,
             lease_ttl=lease_ttl,
             max_run_attempts=max_run_attempts,
             unstarted_grace=unstarted_grace,
         )
+        resync = asyncio.create_task(synced.run()) if synced is not None else None
         try:
             yield runtime
         finally:
+            if resync is not None:
+                resync.cancel()
+                with suppress(asyncio.CancelledError):
+                    await resync
             await runtime.aclose()
+
+
+async def _server_time(store: Store) -> datetime:
+    return await store.ledger.server_time() or system_clock()

@@ -343,6 +343,11 @@ class ApprovalLedger(ABC):
     async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
         """Every notification recorded for ``incident_id``, oldest first."""
 
+    async def server_time(self) -> datetime | None:
+        """The database server's clock, or ``None`` where the local clock is the database's
+        (SQLite, memory): what :class:`~durable_ir.clock.DatabaseClock` follows."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Release what the ledger holds of its own (the store owns shared connections)."""
 

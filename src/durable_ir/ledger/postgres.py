@@ -179,6 +179,14 @@ class PostgresLedger(ApprovalLedger):
         async with self._pool.connection() as conn:
             await conn.execute(POSTGRES_SCHEMA)
 
+    async def server_time(self) -> datetime:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT clock_timestamp() AS now")
+            row = await cur.fetchone()
+        assert row is not None
+        moment: datetime = row["now"]
+        return moment
+
     async def _one(
         self, query: str, params: tuple[Any, ...] | dict[str, Any]
     ) -> ApprovalRecord | None:
