@@ -7,6 +7,8 @@ Example:
     'approve'
 """
 
+from typing import TYPE_CHECKING, Any
+
 from durable_ir.alerts import Alert, parse_alert
 from durable_ir.approval import (
     AUTO_APPROVE_IDENTITY,
@@ -41,7 +43,6 @@ from durable_ir.errors import (
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.notifications import IncidentEvent, IncidentNotifier, send_once
 from durable_ir.persistence import Store, open_store, parse_database_url
-from durable_ir.postgres_saver import InlineSerdePostgresSaver
 from durable_ir.rca_loop import RcaConfig, build_rca_loop, route_after_rca
 from durable_ir.reconciliation import reconcile
 from durable_ir.records import ApprovalRecord, ApprovalStatus, IncidentRecord, RunLease
@@ -60,6 +61,9 @@ from durable_ir.remediation import (
 from durable_ir.runtime import Intake, Runtime, open_runtime
 from durable_ir.severity import SEVERITIES, Severity
 from durable_ir.sla import Reminder, SlaMonitor, SlaPolicy, SweepReport
+
+if TYPE_CHECKING:
+    from durable_ir.postgres_saver import InlineSerdePostgresSaver
 
 __version__ = "0.1.0"
 
@@ -132,3 +136,12 @@ __all__ = [
     "system_clock",
     "validate_decision",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The PostgreSQL saver loads psycopg: only when asked for, so SQLite-only use never does.
+    if name == "InlineSerdePostgresSaver":
+        from durable_ir.postgres_saver import InlineSerdePostgresSaver
+
+        return InlineSerdePostgresSaver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

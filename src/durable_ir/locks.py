@@ -34,13 +34,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
-
-import psycopg
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from durable_ir.errors import IncidentBusy
+
+if TYPE_CHECKING:  # psycopg is loaded only by the PostgreSQL store
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["FileRangeLocks", "IncidentLocks", "PostgresAdvisoryLocks", "ProcessLocks", "lock_key"]
 
@@ -190,6 +190,8 @@ class PostgresAdvisoryLocks(IncidentLocks):
         session ended: that is logged, once, as a warning, and not raised, since whatever ran
         under the lock has finished by now. The pool discards the dead connection.
         """
+        import psycopg  # loaded already: this connection is psycopg's
+
         conn = self._held.pop(incident_id, None)
         if conn is None:
             return

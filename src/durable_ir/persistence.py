@@ -27,28 +27,24 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import select
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal, LiteralString
+from typing import Any, Literal
 
 import aiosqlite
-import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from durable_ir.errors import ConfigurationError
-from durable_ir.ledger import ApprovalLedger, MemoryLedger, PostgresLedger, SqliteLedger
-from durable_ir.locks import FileRangeLocks, IncidentLocks, PostgresAdvisoryLocks, ProcessLocks
-from durable_ir.postgres_saver import InlineSerdePostgresSaver
+from durable_ir.ledger.base import ApprovalLedger
+from durable_ir.ledger.memory import MemoryLedger
+from durable_ir.ledger.sqlite import SqliteLedger
+from durable_ir.locks import FileRangeLocks, IncidentLocks, ProcessLocks
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -65,7 +61,6 @@ DATABASE_URL_ENV = "DURABLE_IR_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///durable_ir.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any constant works as long as every durable-ir process uses the same one.
-_SETUP_LOCK_KEY = 0x6475726162_6C65  # "durable"
 
 Backend = Literal["postgres", "sqlite", "memory"]
 
@@ -199,7 +194,19 @@ async def open_store(
         raise ConfigurationError("pool_size must be at least 2 (one for a lock, one for work)")
     async with AsyncExitStack() as stack:
         if parsed.backend == "postgres":
-            store = await _open_postgres(stack, parsed, pool_size, connect_timeout, serde)
+            # Imported here: SQLite and memory stores never load psycopg.
+            try:
+                from durable_ir.postgres_store import open_postgres
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f"PostgreSQL needs psycopg with a libpq ({exc}): install "
+                    "'durable-ir[postgres]' (psycopg's prebuilt binary), or libpq on this host"
+                ) from exc
+
+            saver, ledger, locks = await open_postgres(
+                stack, parsed.target, str(parsed), pool_size, connect_timeout, serde
+            )
+            store = Store(parsed, saver, ledger, locks)
         elif parsed.backend == "sqlite":
             store = await _open_sqlite(stack, parsed, serde)
         else:
@@ -216,113 +223,6 @@ async def open_store(
                 )
             store = replace(store, checkpointer=checkpointer)
         yield store
-
-
-async def _open_postgres(
-    stack: AsyncExitStack,
-    url: DatabaseURL,
-    pool_size: int,
-    connect_timeout: float,
-    serde: SerializerProtocol | None,
-) -> Store:
-    # One direct connection first: a wrong URL fails now, with the server's own message,
-    # instead of after the pool's retries.
-    try:
-        probe = await AsyncConnection.connect(url.target, connect_timeout=int(connect_timeout))
-    except psycopg.Error as exc:
-        raise ConfigurationError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
-    await probe.close()
-    check = _DroppedConnectionCheck()
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        url.target,
-        min_size=1,
-        max_size=pool_size,
-        open=False,
-        timeout=connect_timeout,
-        # After an outage, a reconnection attempt (psycopg_pool retries 1, 2, 4, … s apart)
-        # lasts no longer than a request waits; the next request starts a fresh one.
-        reconnect_timeout=connect_timeout,
-        # What the saver needs, and what works behind a transaction pooler.
-        kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
-        # Connections the server dropped while they sat in the pool (a restart,
-        # pg_terminate_backend) are replaced before anyone gets them.
-        check=check,
-        name="durable-ir",
-    )
-    check.pool = pool
-    try:
-        await pool.open(wait=True, timeout=connect_timeout)
-    except Exception as exc:
-        await pool.close()
-        raise ConfigurationError(f"cannot connect to PostgreSQL at {url}: {exc}") from exc
-    stack.push_async_callback(pool.close)
-    # AsyncPostgresSaver, minus its thread hop for every (de)serialisation: see its module.
-    saver = InlineSerdePostgresSaver(conn=pool, serde=serde)
-    ledger = PostgresLedger(pool)
-    locks = PostgresAdvisoryLocks(pool)
-    # Several processes may start at once: migrate under one advisory lock. setup() runs
-    # CREATE INDEX CONCURRENTLY, which waits for every open snapshot, including that of a
-    # process blocked in pg_advisory_lock() behind us: so wait by polling the try-variant,
-    # which holds no snapshot between attempts.
-    async with pool.connection() as guard:
-        pause = 0.01
-        while not await _fetch_flag(guard, "SELECT pg_try_advisory_lock(%s)", _SETUP_LOCK_KEY):
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
-        try:
-            await saver.setup()
-            await ledger.setup()
-        finally:
-            await guard.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
-    return Store(url, saver, ledger, locks)
-
-
-class _DroppedConnectionCheck:
-    """The pool's check of every connection it hands out: raise if the server dropped it.
-
-    An idle connection has nothing to read unless the server closed it: when PostgreSQL
-    restarts or ``pg_terminate_backend`` ends the session, the server sends a FATAL error and
-    closes the socket. So a poll of the socket (no round trip) finds those, and only a
-    readable socket costs a full check (an empty query, which raises on a dead connection).
-
-    What drops one idle connection drops them all, and psycopg_pool backs off for a second,
-    then two, … before each further check that fails within one request: so on the first dead
-    connection the pool is drained (every idle connection replaced, the ones in use replaced
-    when they come back), and the request waits only for a fresh connection.
-    """
-
-    def __init__(self) -> None:
-        self.pool: AsyncConnectionPool[Any] | None = None
-
-    async def __call__(self, conn: AsyncConnection[Any]) -> None:
-        if not _socket_readable(conn):
-            return
-        try:
-            await AsyncConnectionPool.check_connection(conn)
-        except Exception:
-            if self.pool is not None:
-                await self.pool.drain()
-            raise
-
-
-def _socket_readable(conn: AsyncConnection[Any]) -> bool:
-    """True if ``conn``'s socket has something to read (or is not usable): never blocks."""
-    try:
-        fd = conn.fileno()
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([fd], [], [], 0)
-        return bool(readable)
-    except (OSError, ValueError, psycopg.Error):
-        return True
-
-
-async def _fetch_flag(conn: AsyncConnection[Any], query: LiteralString, key: int) -> bool:
-    cur = await conn.execute(query, (key,))
-    row = await cur.fetchone()
-    return bool(row and next(iter(row.values())))
 
 
 def _check_sqlite_directory(path: str) -> None:

@@ -6,10 +6,14 @@ Example:
     True
 """
 
+from typing import TYPE_CHECKING, Any
+
 from durable_ir.ledger.base import ApprovalLedger, DecisionWrite, VersionCount
 from durable_ir.ledger.memory import MemoryLedger
-from durable_ir.ledger.postgres import PostgresLedger
 from durable_ir.ledger.sqlite import SqliteLedger
+
+if TYPE_CHECKING:
+    from durable_ir.ledger.postgres import PostgresLedger
 
 __all__ = [
     "ApprovalLedger",
@@ -19,3 +23,12 @@ __all__ = [
     "SqliteLedger",
     "VersionCount",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresLedger loads psycopg: only when asked for, so SQLite-only use never does.
+    if name == "PostgresLedger":
+        from durable_ir.ledger.postgres import PostgresLedger
+
+        return PostgresLedger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

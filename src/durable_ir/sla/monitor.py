@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
-
-import psycopg
 
 from durable_ir.errors import ConfigurationError, GraphVersionUnavailable, IncidentBusy
 from durable_ir.records import ApprovalRecord
@@ -244,8 +243,10 @@ def _failure_kind(exc: Exception) -> str:
     PostgreSQL connection error (its wording changes as the pool goes from dropped connections
     to refused connects to time-outs) is :data:`_UNREACHABLE`; anything else is its type and
     message."""
-    if isinstance(exc, psycopg.InterfaceError) or (
-        isinstance(exc, psycopg.OperationalError) and _is_connection_state(exc.sqlstate)
+    psycopg = sys.modules.get("psycopg")  # not loaded: not a PostgreSQL store, not its error
+    if psycopg is not None and (
+        isinstance(exc, psycopg.InterfaceError)
+        or (isinstance(exc, psycopg.OperationalError) and _is_connection_state(exc.sqlstate))
     ):
         return _UNREACHABLE
     return f"{type(exc).__name__}: {exc}"
