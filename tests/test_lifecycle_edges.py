@@ -6,6 +6,7 @@ bypasses ``decide()`` changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from durable_ir import (
     Reject,
     open_runtime,
 )
+from durable_ir.cli import EXIT_NOT_FOUND, EXIT_OK, main
 from durable_ir.records import ApprovalStatus
 from durable_ir.service.views import incident_detail, list_incidents
 from durable_ir.sla import SLA_IDENTITY, SlaMonitor
@@ -223,7 +225,17 @@ STATES = {
 """The table in docs/approvals.md ("Incident states and what each operation answers")."""
 
 
-async def test_every_state_answers_the_same_way(database_url: str, counter_dir: Path) -> None:
+async def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    """``durable-ir incidents …--json``, run in a thread (it runs its own event loop)."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["incidents", *args, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+async def test_every_state_answers_the_same_way(
+    database_url: str, counter_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     gate = Gate()
     graph = build_graph(counter_dir)
     ids = {state: f"{state}-{uuid.uuid4().hex[:6]}" for state in STATES}
@@ -264,6 +276,17 @@ async def test_every_state_answers_the_same_way(database_url: str, counter_dir: 
                     for i in await list_incidents(rt, status=None, limit=100)
                 }
                 assert listed[incident] == status, state
+            # What `durable-ir incidents list/show` answer (they open the database themselves).
+            if not database_url.startswith("memory"):
+                url = ("--database-url", database_url)
+                code, shown = await cli_json(capsys, "show", incident, *url)
+                if status is None:
+                    assert code == EXIT_NOT_FOUND, state
+                else:
+                    assert code == EXIT_OK and shown["run_status"] == status, (state, shown)
+                    code, rows = await cli_json(capsys, "list", "--limit", "100", *url)
+                    by_id = {r["incident_id"]: r["run_status"] for r in rows}
+                    assert by_id[incident] == status, state
             before = await rt.history(incident)
             if decide_error is None:
                 continue

@@ -376,22 +376,23 @@ def _check_database(url: str | None) -> None:
 
 
 async def _list(args: argparse.Namespace) -> None:
+    from durable_ir.incident import run_status
     from durable_ir.runtime import open_runtime
 
     async with open_runtime(args.database_url) as rt:
         rows = await rt.incidents(status=args.status, limit=args.limit)
-        pending = {}
-        for row in rows:
-            latest = await rt.store.ledger.latest(row.incident_id)
-            pending[row.incident_id] = latest if latest is not None and latest.is_pending else None
+        found = await rt.store.ledger.latest_many([row.incident_id for row in rows])
+    latest = {row.incident_id: found.get(row.incident_id) for row in rows}
+    pending = {i: a if a is not None and a.is_pending else None for i, a in latest.items()}
     if args.json:
         _print_json(
             [
                 {k: v for k, v in row.to_dict().items() if k != "alert"}
                 | {
+                    "run_status": run_status(row.status, latest[row.incident_id]),
                     "pending_approval": _decision_json(p)
                     if (p := pending[row.incident_id])
-                    else None
+                    else None,
                 }
                 for row in rows
             ]
@@ -402,7 +403,7 @@ async def _list(args: argparse.Namespace) -> None:
     title = f"{len(rows)} incident(s)" + (f", {args.status}" if args.status else "")
     table = Table(title=title + " (times UTC)")
     for column, wrap in (
-        ("id", False), ("state", False), ("outcome", True), ("approval due", True),
+        ("id", False), ("status", False), ("outcome", True), ("approval due", True),
         ("sev", False), ("title", True), ("alerts", False), ("opened", True),
     ):  # fmt: skip
         table.add_column(column, no_wrap=not wrap)
@@ -410,7 +411,7 @@ async def _list(args: argparse.Namespace) -> None:
         waiting = pending[row.incident_id]
         table.add_row(
             row.incident_id,
-            row.status,
+            run_status(row.status, latest[row.incident_id]),
             row.outcome or "—",
             _when(waiting.deadline_at, short=True) if waiting else "—",
             row.severity or "—",
@@ -456,6 +457,7 @@ async def _prune(args: argparse.Namespace) -> None:
 async def _show(args: argparse.Namespace) -> None:
     from durable_ir.approval.deciding import validate_incident_id
     from durable_ir.errors import NotFound
+    from durable_ir.incident import run_status
     from durable_ir.runtime import open_runtime
 
     incident_id = validate_incident_id(args.incident)
@@ -470,6 +472,9 @@ async def _show(args: argparse.Namespace) -> None:
             {
                 "incident_id": incident_id,
                 "incident": row.to_dict() if row else None,
+                "run_status": run_status(
+                    row.status if row else "open", approvals[-1] if approvals else None
+                ),
                 "approvals": [a.to_dict() for a in approvals],
                 "state": _state_summary(values) if values is not None else None,
             }

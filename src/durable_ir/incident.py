@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from durable_ir.records import ApprovalRecord
 
-__all__ = ["IncidentSnapshot", "IncidentStatus"]
+__all__ = ["IncidentSnapshot", "IncidentStatus", "run_status"]
 
 IncidentStatus = Literal["awaiting_approval", "resuming", "running", "finished"]
 
@@ -33,3 +33,22 @@ class IncidentSnapshot:
     runnable_here: bool = True
     """False when that version is not registered in this process: the snapshot then comes
     from the ledger and the stored checkpoint, and deciding here is refused."""
+
+
+def run_status(state: str, latest: ApprovalRecord | None) -> IncidentStatus:
+    """Where an indexed incident's run stands, from its latest approval alone (no checkpoint
+    read): closed is ``finished``; a pending approval ``awaiting_approval``; a decision not yet
+    applied ``resuming``; anything else ``running``. What lists answer (the API's, the
+    CLI's) without reading checkpoints; :meth:`durable_ir.Runtime.get` agrees with it.
+
+    Example:
+        >>> run_status("open", None), run_status("closed", None)
+        ('running', 'finished')
+    """
+    if state == "closed":
+        return "finished"
+    if latest is None:
+        return "running"
+    if latest.is_pending:
+        return "awaiting_approval"
+    return "resuming" if latest.applied_at is None else "running"

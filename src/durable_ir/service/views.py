@@ -2,8 +2,9 @@
 incident's detail from its latest checkpoint.
 
 Example:
-    >>> run_status("open", None), run_status("closed", None)
-    ('running', 'finished')
+    >>> from durable_ir.service import create_app
+    >>> callable(incident_detail) and callable(list_incidents)
+    True
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from durable_ir.approval.deciding import validate_incident_id
 from durable_ir.errors import ConfigurationError, NotFound
-from durable_ir.incident import IncidentStatus
+from durable_ir.incident import IncidentStatus, run_status
 from durable_ir.records import ApprovalRecord, IncidentRecord
 from durable_ir.runtime import Runtime
 from durable_ir.service.models import (
@@ -26,23 +27,10 @@ from durable_ir.service.models import (
     TimelineEntry,
 )
 
-__all__ = ["incident_detail", "list_incidents", "run_status"]
+__all__ = ["incident_detail", "list_incidents"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCAN_LIMIT = 1000  # the index's page limit: how many open incidents a status filter reads
-
-
-def run_status(state: str, latest: ApprovalRecord | None) -> IncidentStatus:
-    """Where an indexed incident's run stands, from its latest approval alone (no checkpoint
-    read): closed is ``finished``; a pending approval ``awaiting_approval``; a decision not yet
-    applied ``resuming``; anything else ``running``."""
-    if state == "closed":
-        return "finished"
-    if latest is None:
-        return "running"
-    if latest.is_pending:
-        return "awaiting_approval"
-    return "resuming" if latest.applied_at is None else "running"
 
 
 def _summary_fields(
