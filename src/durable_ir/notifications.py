@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from durable_ir.errors import InvalidInput
 from durable_ir.ledger.base import ApprovalLedger
+from durable_ir.metrics import METRICS
 from durable_ir.records import ApprovalRecord, NotificationRecord
 
 __all__ = [
@@ -127,6 +128,7 @@ async def send_once(
     key = notification_key(event, notifier.name)
     done = await ledger.get_notification(key)
     if done is not None:
+        METRICS.notification(notifier.name, "repeated")
         return Sent(notifier.name, event.kind, done.result, repeated=True)
     earlier = {
         row.kind: row.result
@@ -139,6 +141,7 @@ async def send_once(
         result = await notifier.notify(event)
     except Exception as exc:  # a channel outage must not stop the incident
         error = f"{type(exc).__name__}: {exc}"
+        METRICS.notification(notifier.name, "failed")
         log.error(
             "%s notification %r for incident %s failed: %s",
             notifier.name,
@@ -158,6 +161,7 @@ async def send_once(
         result=dict(result),
     )
     stored = await _record_sent(ledger, record)
+    METRICS.notification(notifier.name, "sent")
     return Sent(notifier.name, event.kind, stored.result)
 
 
@@ -179,6 +183,7 @@ async def _record_sent(ledger: ApprovalLedger, record: NotificationRecord) -> No
         except Exception as exc:
             if time.monotonic() + pause > deadline:
                 raise
+            METRICS.notification(record.channel, "retried")
             log.warning(
                 "recording the %s notification %r of incident %s failed (%s); retrying in %.1fs",
                 record.channel,

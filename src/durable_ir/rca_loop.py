@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from durable_ir.clock import Clock, system_clock
 from durable_ir.errors import ConfigurationError, InvalidInput
+from durable_ir.metrics import METRICS
 from durable_ir.rca.analysis import (
     AnalysisRequest,
     Analyzer,
@@ -280,12 +281,15 @@ def build_rca_loop(
                         )
                     return check_hypothesis(answer, request), None, tried
                 except AnalyzerError as exc:
+                    METRICS.integration_error("analyzer")
                     error = f"analyzer failed: {exc}"
                     if not exc.retryable:
                         return None, error, tried
                 except (ValidationError, ValueError, TypeError) as exc:
+                    METRICS.integration_error("analyzer")
                     error = f"analyzer gave a malformed answer: {exc}"
                 except Exception as exc:  # never let an analyzer crash the run
+                    METRICS.integration_error("analyzer")
                     return None, f"analyzer crashed: {type(exc).__name__}: {exc}", tried
                 if tried <= config.analyzer_retries:
                     await sleep(config.retry_backoff * 2 ** (tried - 1))
@@ -294,6 +298,7 @@ def build_rca_loop(
         try:
             return await asyncio.wait_for(tries_in_order(), timeout=config.attempt_timeout)
         except TimeoutError:
+            METRICS.integration_error("analyzer")
             return None, f"analysis timed out after {config.attempt_timeout}s", 0
 
     # Both are coroutine functions although they only read the state: LangGraph runs a plain

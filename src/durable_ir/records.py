@@ -21,6 +21,7 @@ __all__ = [
     "NewApproval",
     "NewIncident",
     "NotificationRecord",
+    "PendingGroup",
     "RunLease",
     "version_key",
 ]
@@ -243,6 +244,16 @@ class IncidentRecord:
             "pruned_at": self.pruned_at.isoformat() if self.pruned_at else None,
             "graph_version": self.graph_version,
         }
+
+
+@dataclass(frozen=True)
+class PendingGroup:
+    """Pending approvals of one severity and graph version, and the nearest deadline."""
+
+    severity: str
+    graph_version: str | None
+    count: int
+    nearest_deadline: datetime | None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from durable_ir.errors import GraphVersionUnavailable
 from durable_ir.graphs import RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import ApprovalLedger
+from durable_ir.metrics import METRICS
 
 __all__ = ["PAUSED_KEY", "GraphRunner", "RunCheck", "has_work_left", "outcome_of"]
 
@@ -101,6 +102,7 @@ class GraphRunner:
             try:
                 result = await graph.compiled.ainvoke(run_input, config, durability="sync")
             except Exception as exc:
+                METRICS.run_failures.inc()
                 retry_at = self.clock() + timedelta(seconds=self.retry_after)
                 await self.ledger.fail_run(incident_id, f"{type(exc).__name__}: {exc}", retry_at)
                 raise

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -68,6 +69,7 @@ from durable_ir.errors import (
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.leases import LeaseKeeper
+from durable_ir.metrics import METRICS
 from durable_ir.persistence import Store, open_store
 from durable_ir.reconciliation import reconcile
 from durable_ir.records import (
@@ -351,7 +353,12 @@ class Runtime:
         With ``run=False`` the incident is only opened (indexed, with its input); run it with
         :meth:`start_opened` — or recovery starts it, if this process dies first.
         """
-        parsed = check_alert(alert)
+        METRICS.alert("received")
+        try:
+            parsed = check_alert(alert)
+        except InvalidInput:
+            METRICS.alert("refused")
+            raise
         registered = self.register(graph, name=graph_name)
         incident_id = validate_incident_id(incident_id or str(uuid.uuid4()))
         run_input = {**(extra_input or {}), "alert": parsed.as_state()}
@@ -360,6 +367,7 @@ class Runtime:
         if parsed.status == "resolved":
             # The source says it recovered; an open incident verifies that itself, and a
             # resolution is never a reason to open one.
+            METRICS.alert("resolved")
             return Intake(None, created=False)
         new = _new_incident(incident_id, registered, run_input, self.clock())
         # Run now: this runtime holds the lease. Not now: the lease is free, and expires
@@ -374,7 +382,9 @@ class Runtime:
         )
         if not opened:
             if row.fingerprint != parsed.fingerprint:
+                METRICS.alert("refused")
                 raise Conflict(f"incident {incident_id!r} already exists (another alert)")
+            METRICS.alert("refused" if not row.is_open else "deduplicated")
             if not row.is_open:
                 # Never a silent drop: the alert is not counted against a closed incident,
                 # and a closed incident is not reopened by an id.
@@ -397,6 +407,7 @@ class Runtime:
                 row.alerts_received,
             )
             return Intake(row, created=False)
+        METRICS.alert("opened")
         if not run:
             return Intake(row, created=True)
         snapshot = None
@@ -461,7 +472,10 @@ class Runtime:
 
         ``approval_id`` pins the decision to the request the decider saw.
         """
-        return await self._decider.decide(incident_id, decision, approval_id=approval_id)
+        started = time.perf_counter()
+        result = await self._decider.decide(incident_id, decision, approval_id=approval_id)
+        METRICS.decide_seconds.observe(time.perf_counter() - started)
+        return result
 
     async def record_decision(
         self, incident_id: str, decision: Decision, *, approval_id: str | None = None

@@ -40,6 +40,7 @@ from durable_ir.clock import Clock
 from durable_ir.errors import IncidentBusy
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import owner_is_gone
+from durable_ir.metrics import METRICS
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord, IncidentRecord
 from durable_ir.runs import GraphRunner, has_work_left
@@ -114,6 +115,7 @@ class RunTakeover:
             try:
                 async with self._store.locks.hold(row.incident_id, wait=0):
                     if await self._take_over(row, report):
+                        METRICS.takeovers.inc()
                         report.incidents.append(row.incident_id)
             except IncidentBusy:
                 continue  # its runner is alive (slow heartbeat): it carries on
@@ -227,6 +229,7 @@ class RunTakeover:
             f"{nodes}: {cause}"
         )
         log.error("incident %s: %s", row.incident_id, detail)
+        METRICS.crash_loops.inc()
         # Clear the pending tasks: the node that keeps failing must not run again.
         await graph.compiled.aupdate_state(config, None, as_node=END)
         values = state.values if isinstance(state.values, dict) else {}

@@ -33,6 +33,7 @@ from durable_ir.errors import (
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger.base import DecisionWrite, LateDecision
+from durable_ir.metrics import METRICS
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord, ApprovalStatus
 from durable_ir.runs import PAUSED_KEY, GraphRunner, RunCheck, has_work_left
@@ -239,9 +240,11 @@ class Decider:
         # process dies before that run ends, recovery on any replica takes it over.
         won, row = await ledger.record_decision(record.approval_id, write, self._leases.lease())
         if not won:
+            METRICS.conflict()
             raise Conflict(
                 f"incident {incident_id!r} was decided first: {row.describe()}", winner=row
             )
+        METRICS.decision(row)
         if row.status is ApprovalStatus.EXPIRED and decision.status is not ApprovalStatus.EXPIRED:
             await self._expire_now(row)
             raise Conflict(

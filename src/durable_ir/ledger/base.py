@@ -27,6 +27,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    PendingGroup,
     RunLease,
 )
 
@@ -184,6 +185,11 @@ class ApprovalLedger(ABC):
         """Pending approvals whose deadline is at or before ``now`` that paused on a graph
         version *not* in ``runnable``: what a monitor without that version leaves alone (and
         says so)."""
+
+    @abstractmethod
+    async def pending_groups(self) -> list[PendingGroup]:
+        """Pending approvals per severity and graph version, each with its nearest deadline
+        (what the pending-approval metrics show; one grouped query on the pending index)."""
 
     @abstractmethod
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:

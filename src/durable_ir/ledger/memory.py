@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from durable_ir.ledger.base import (
     ApprovalLedger,
@@ -27,6 +28,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    PendingGroup,
     RunLease,
     version_key,
 )
@@ -185,6 +187,20 @@ class MemoryLedger(ApprovalLedger):
             ),
             key=lambda r: (r.deadline_at, r.approval_id),
         )[:limit]
+
+    async def pending_groups(self) -> list[PendingGroup]:
+        groups: dict[tuple[str, str | None], list[Any]] = {}
+        for row in self._rows.values():
+            if row.is_pending:
+                group = groups.setdefault((row.severity, row.graph_version), [0, row.deadline_at])
+                group[0] += 1
+                group[1] = min(group[1], row.deadline_at)
+        return [
+            PendingGroup(severity, version, n, nearest)
+            for (severity, version), (n, nearest) in sorted(
+                groups.items(), key=lambda item: (item[0][0], item[0][1] or "")
+            )
+        ]
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
         due = [

@@ -40,6 +40,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    PendingGroup,
     RunLease,
 )
 
@@ -392,6 +393,18 @@ class PostgresLedger(ApprovalLedger):
             " ORDER BY deadline_at LIMIT %s",
             (now, list(runnable), limit),
         )
+
+    async def pending_groups(self) -> list[PendingGroup]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT severity, graph_version, count(*) AS n, min(deadline_at) AS nearest"
+                " FROM durable_ir_approvals WHERE status = 'pending'"
+                " GROUP BY severity, graph_version ORDER BY severity, graph_version"
+            )
+            rows = await cur.fetchall()
+        return [
+            PendingGroup(r["severity"], r["graph_version"], int(r["n"]), r["nearest"]) for r in rows
+        ]
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
         return await self._all(

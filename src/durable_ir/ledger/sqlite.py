@@ -44,6 +44,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    PendingGroup,
     RunLease,
 )
 
@@ -169,6 +170,9 @@ _IN_RUNNABLE = f"{_VERSION_KEY} IN (SELECT value FROM json_each(?))"
 _RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, run_attempts = 0, last_error = NULL"
 """What a run that paused or ended leaves of its lease: nothing."""
 _NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_epoch_us(moment: datetime) -> int:
@@ -412,6 +416,26 @@ class SqliteLedger(ApprovalLedger):
             " ORDER BY deadline_at LIMIT ?",
             (to_epoch_us(now), json.dumps(list(runnable)), limit),
         )
+
+    async def pending_groups(self) -> list[PendingGroup]:
+        async with (
+            self._lock,
+            self._conn.execute(
+                "SELECT severity, graph_version, count(*), min(deadline_at)"
+                " FROM durable_ir_approvals WHERE status = 'pending'"
+                " GROUP BY severity, graph_version ORDER BY severity, graph_version"
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [
+            PendingGroup(
+                r[0],
+                r[1],
+                int(r[2]),
+                None if r[3] is None else _EPOCH + timedelta(microseconds=r[3]),
+            )
+            for r in rows
+        ]
 
     async def due_reminders(self, now: datetime, limit: int) -> list[ApprovalRecord]:
         return await self._all(

@@ -29,6 +29,7 @@ from durable_ir.service.routes import (
     decisions,
     health,
     incidents,
+    metrics,
     slack,
     versions,
 )
@@ -112,6 +113,7 @@ def create_app(
         decisions.router,
         slack.router,
         versions.router,
+        metrics.router,
     ):
         app.include_router(router)
     app.include_router(console.router)  # GET /console: the approval console (not in the schema)

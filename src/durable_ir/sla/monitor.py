@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from durable_ir.errors import ConfigurationError, GraphVersionUnavailable, IncidentBusy
+from durable_ir.metrics import METRICS
 from durable_ir.records import ApprovalRecord
 from durable_ir.sla.policy import SLA_IDENTITY, Reminder
 
@@ -139,6 +140,7 @@ class SlaMonitor:
         applied: list[str] = []
         deferred: list[str] = []
         for row in expired:
+            METRICS.decision(row)
             log.info(
                 "expired approval %s of incident %s: %s",
                 row.approval_id,
@@ -152,6 +154,7 @@ class SlaMonitor:
             for row in await ledger.due_reminders(now, self.batch)
             if await self._remind(row, now)
         ]
+        METRICS.pending_approvals(await ledger.pending_groups(), now)
         finished = time.perf_counter()
         return SweepReport(
             at=now,
@@ -195,6 +198,7 @@ class SlaMonitor:
             return False  # another monitor took it, or it was decided meanwhile
         if reached == row.reminders_sent:
             return False  # only rescheduled: the policy changed since registration
+        METRICS.reminders.inc()
         try:
             await self.on_reminder(row, reminders[reached - 1])
         except Exception:
