@@ -102,7 +102,8 @@ class RegisteredGraph:
         this version in their metadata)."""
         return {
             "configurable": {"thread_id": incident_id, SERVICES_CONFIG_KEY: services},
-            "metadata": {VERSION_METADATA_KEY: self.version},
+            # Recorded in each checkpoint's metadata, and in LangSmith's runs when tracing.
+            "metadata": {VERSION_METADATA_KEY: self.version, "durable_ir_incident_id": incident_id},
         }
 
     def __repr__(self) -> str:

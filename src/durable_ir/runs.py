@@ -40,6 +40,7 @@ from durable_ir.graphs import RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import ApprovalLedger
 from durable_ir.metrics import METRICS
+from durable_ir.tracing import span
 
 __all__ = ["PAUSED_KEY", "GraphRunner", "RunCheck", "has_work_left", "outcome_of"]
 
@@ -100,7 +101,13 @@ class GraphRunner:
         """
         async with self.leases.running(incident_id):
             try:
-                result = await graph.compiled.ainvoke(run_input, config, durability="sync")
+                with span(
+                    "durable_ir.run",
+                    incident_id=incident_id,
+                    graph=graph.name,
+                    graph_version=graph.version,
+                ):
+                    result = await graph.compiled.ainvoke(run_input, config, durability="sync")
             except Exception as exc:
                 METRICS.run_failures.inc()
                 retry_at = self.clock() + timedelta(seconds=self.retry_after)

@@ -69,7 +69,7 @@ from durable_ir.errors import (
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.leases import LeaseKeeper
-from durable_ir.metrics import METRICS
+from durable_ir.metrics import METRICS, decider_type
 from durable_ir.persistence import Store, open_store
 from durable_ir.reconciliation import reconcile
 from durable_ir.records import (
@@ -84,6 +84,7 @@ from durable_ir.runs import GraphRunner, has_work_left
 from durable_ir.services import NodeServices
 from durable_ir.sla import SlaPolicy
 from durable_ir.takeover import RunTakeover
+from durable_ir.tracing import set_attributes, span
 
 __all__ = ["Intake", "Runtime", "open_runtime"]
 
@@ -353,6 +354,34 @@ class Runtime:
         With ``run=False`` the incident is only opened (indexed, with its input); run it with
         :meth:`start_opened` — or recovery starts it, if this process dies first.
         """
+        with span("durable_ir.ingest", graph=graph_name, incident_id=incident_id) as current:
+            intake = await self._ingest(
+                graph,
+                alert,
+                graph_name=graph_name,
+                incident_id=incident_id,
+                extra_input=extra_input,
+                run=run,
+            )
+            if intake.incident is not None:
+                set_attributes(
+                    current,
+                    incident_id=intake.incident.incident_id,
+                    created=intake.created,
+                    fingerprint=intake.incident.fingerprint,
+                )
+            return intake
+
+    async def _ingest(
+        self,
+        graph: AnyGraph,
+        alert: Alert | Mapping[str, Any],
+        *,
+        graph_name: str | None = None,
+        incident_id: str | None = None,
+        extra_input: Mapping[str, Any] | None = None,
+        run: bool = True,
+    ) -> Intake:
         METRICS.alert("received")
         try:
             parsed = check_alert(alert)
@@ -473,7 +502,15 @@ class Runtime:
         ``approval_id`` pins the decision to the request the decider saw.
         """
         started = time.perf_counter()
-        result = await self._decider.decide(incident_id, decision, approval_id=approval_id)
+        with span(
+            "durable_ir.decide",
+            incident_id=incident_id,
+            approval_id=approval_id,
+            decision=getattr(decision, "kind", None),
+            decider_type=decider_type(getattr(decision, "by", None)),
+        ) as current:
+            result = await self._decider.decide(incident_id, decision, approval_id=approval_id)
+            set_attributes(current, approval_id=result.record.approval_id, applied=result.applied)
         METRICS.decide_seconds.observe(time.perf_counter() - started)
         return result
 
@@ -487,14 +524,33 @@ class Runtime:
         For an HTTP handler that answers as soon as the decision is durable (202) and lets
         the graph go on in the background.
         """
-        return await self._decider.record(incident_id, decision, approval_id=approval_id)
+        with span(
+            "durable_ir.record_decision",
+            incident_id=incident_id,
+            approval_id=approval_id,
+            decision=getattr(decision, "kind", None),
+            decider_type=decider_type(getattr(decision, "by", None)),
+        ) as current:
+            record = await self._decider.record(incident_id, decision, approval_id=approval_id)
+            set_attributes(current, approval_id=record.approval_id)
+            return record
 
     async def apply_decision(self, record: ApprovalRecord, *, wait: float | None = None) -> bool:
         """The second half of :meth:`decide`: take the incident's lock (waiting up to
         ``wait`` seconds, default this runtime's ``lock_timeout``) and hand ``record``'s
         decision to its graph. False if the incident stayed busy: its holder or recovery
         applies it. Idempotent."""
-        return await self._decider.apply(record, wait=self._lock_timeout if wait is None else wait)
+        with span(
+            "durable_ir.apply_decision",
+            incident_id=record.incident_id,
+            approval_id=record.approval_id,
+            decision=record.status.value,
+        ) as current:
+            applied = await self._decider.apply(
+                record, wait=self._lock_timeout if wait is None else wait
+            )
+            set_attributes(current, applied=applied)
+            return applied
 
     async def apply_recorded_decision(self, record: ApprovalRecord) -> bool:
         """Hand a recorded decision to its graph; the caller holds the incident's lock

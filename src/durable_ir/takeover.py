@@ -45,6 +45,7 @@ from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord, IncidentRecord
 from durable_ir.runs import GraphRunner, has_work_left
 from durable_ir.services import NodeServices
+from durable_ir.tracing import set_attributes, span
 
 __all__ = ["CRASH_LOOP", "ESCALATION_NODE", "RunTakeover", "TakeoverReport"]
 
@@ -95,6 +96,12 @@ class RunTakeover:
     async def recover(self, *, limit: int, all_leased: bool) -> TakeoverReport:
         """Claim up to ``limit`` runs — expired leases, or with ``all_leased`` every lease
         (at start-up) — and take over those whose runner is gone."""
+        with span("durable_ir.recover", all_leased=all_leased) as current:
+            report = await self._recover(limit=limit, all_leased=all_leased)
+            set_attributes(current, taken_over=len(report.incidents))
+            return report
+
+    async def _recover(self, *, limit: int, all_leased: bool) -> TakeoverReport:
         ledger = self._store.ledger
         now = self._clock()
         if all_leased:

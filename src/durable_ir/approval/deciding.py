@@ -284,6 +284,13 @@ class Decider:
         # The approval node gets the decision with the config: no second read of the row.
         services = replace(self._services_for(graph), decided={current.approval_id: current})
         config = graph.config(current.incident_id, services)
+        # LangSmith (when tracing) shows which decision, by whom, a run carried.
+        config["metadata"] = {
+            **config.get("metadata", {}),
+            "durable_ir_approval_id": current.approval_id,
+            "durable_ir_decided_by": current.decided_by,
+            "durable_ir_decision": current.status.value,
+        }
         if read_state if read_state is not None else not fresh:
             ran = await self._resume_checked(graph, current, config)
         else:

@@ -48,6 +48,7 @@ from durable_ir.decisions import Decision
 from durable_ir.records import ApprovalRecord
 from durable_ir.runtime import Runtime
 from durable_ir.service.background import BackgroundRuns
+from durable_ir.tracing import set_attributes, span
 
 __all__ = ["DecisionRecorder", "Submitted"]
 
@@ -84,11 +85,17 @@ class DecisionRecorder:
     ) -> Submitted:
         """Record ``decision`` and schedule applying it; raises what
         :meth:`Runtime.record_decision` raises (nothing is recorded then)."""
-        record = await self.runtime.record_decision(incident_id, decision, approval_id=approval_id)
-        task = self.runs.spawn(
-            self._apply(record),
-            name=f"applying decision {record.approval_id} on incident {record.incident_id}",
-        )
+        # One span for the request's decision: recording it, and (the task copies the
+        # context) the background run that applies it, as its child.
+        with span("durable_ir.submit_decision", incident_id=incident_id) as current:
+            record = await self.runtime.record_decision(
+                incident_id, decision, approval_id=approval_id
+            )
+            set_attributes(current, approval_id=record.approval_id)
+            task = self.runs.spawn(
+                self._apply(record),
+                name=f"applying decision {record.approval_id} on incident {record.incident_id}",
+            )
         return Submitted(record, task=task)
 
     async def _apply(self, record: ApprovalRecord) -> None:

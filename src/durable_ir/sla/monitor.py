@@ -36,6 +36,7 @@ from durable_ir.errors import ConfigurationError, GraphVersionUnavailable, Incid
 from durable_ir.metrics import METRICS
 from durable_ir.records import ApprovalRecord
 from durable_ir.sla.policy import SLA_IDENTITY, Reminder
+from durable_ir.tracing import set_attributes, span
 
 if TYPE_CHECKING:
     from durable_ir.runtime import Runtime
@@ -114,6 +115,12 @@ class SlaMonitor:
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         """One pass: expire what is overdue (and resume those graphs), then send due reminders."""
+        with span("durable_ir.sla.sweep") as current:
+            report = await self._sweep(now)
+            set_attributes(current, expired=len(report.expired), reminded=len(report.reminded))
+            return report
+
+    async def _sweep(self, now: datetime | None) -> SweepReport:
         now = now or self.runtime.clock()
         policy = self.runtime.sla
         ledger = self.runtime.store.ledger
