@@ -201,6 +201,7 @@ class Decider:
             what = f"approval {approval_id!r} of incident" if approval_id else "incident"
             raise NotFound(f"no {what} {incident_id!r}")
         if not record.is_pending:
+            METRICS.conflict()
             raise Conflict(
                 f"incident {incident_id!r} is not waiting for a decision: {record.describe()}",
                 winner=record,
