@@ -197,7 +197,9 @@ async def test_lost_approvals_come_back_with_computed_deadlines_and_decide_end_t
             assert await rt2.history(incident) == []
             assert (await rt2.get(incident)).status == "finished"
 
-        target = next(i for i, s in lost.items() if s == "P1")
+        # P3: an hour after the pause, its reconciled 9-hour deadline has not passed (a
+        # decision after the deadline is the expiry: tests/test_lifecycle_edges.py).
+        target = next(i for i, s in lost.items() if s == "P3")
         clock.advance(minutes=2)
         result = await rt2.decide(
             target, Approve(by="dave"), approval_id=before[target].approval_id
@@ -209,7 +211,7 @@ async def test_lost_approvals_come_back_with_computed_deadlines_and_decide_end_t
         assert done.values["applied"] == ["api"]
         assert (
             done.values["approval"]["deadline_at"]
-            == (before[target].requested_at + timedelta(minutes=42)).isoformat()
+            == (before[target].requested_at + RECONCILE_SLA.window_for("P3")).isoformat()
         )
 
     counts = Counters(counter_dir).read(target)

@@ -53,7 +53,10 @@ async def test_prune_deletes_old_closed_checkpoints_and_keeps_the_audit_record(
     async with open_runtime(durable_url, clock=clock) as rt:
         graph = build_incident_graph(counter_dir).build()
         old = (await rt.ingest(graph, {**ALERT, "service": "a"})).incident
-        recent = (await rt.ingest(graph, {**ALERT, "service": "b"})).incident
+        # Rejected 20 days later: within its approval window (a decision after the deadline
+        # is the expiry, tests/test_lifecycle_edges.py).
+        window = {"approval_window_s": timedelta(days=30).total_seconds()}
+        recent = (await rt.ingest(graph, {**ALERT, "service": "b"}, extra_input=window)).incident
         waiting = (await rt.ingest(graph, {**ALERT, "service": "c"})).incident
         assert old and recent and waiting
         await rt.decide(old.incident_id, Approve(by="alice"))
