@@ -5,7 +5,7 @@ sweep refreshes, alert intake outcomes, run failures, the outbox, analyzer error
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,10 @@ async def test_decisions_conflicts_expiries_and_pending_gauges(
         await SlaMonitor(rt).sweep()  # nothing due yet: refreshes the gauges
         version = rt.graphs.get("incident").version
         assert value("durable_ir_pending_approvals", severity="P0", graph_version=version) >= 2
-        # P0 deadlines are 15 minutes after T0: 10 minutes from now.
-        assert value("durable_ir_nearest_deadline_seconds", severity="P0") == pytest.approx(600)
+        # P0 deadlines are 15 minutes after T0.
+        nearest = value("durable_ir_nearest_deadline_timestamp_seconds", severity="P0")
+        assert nearest == pytest.approx((T0 + timedelta(minutes=15)).timestamp())
+        assert value("durable_ir_sla_last_sweep_timestamp_seconds") == clock().timestamp()
 
         await rt.decide(approved, Approve(by="alice"))
         with pytest.raises(Conflict):

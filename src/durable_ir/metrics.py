@@ -121,10 +121,14 @@ class Metrics:
             ["severity", "graph_version"],
         )
         self.nearest_deadline = gauge(
-            "durable_ir_nearest_deadline_seconds",
-            "Seconds from the last SLA sweep to the nearest pending deadline, by severity "
-            "(negative: overdue).",
+            "durable_ir_nearest_deadline_timestamp_seconds",
+            "Unix time of the nearest pending approval deadline, by severity (compare with "
+            "time(): it stays right between sweeps, and a stalled monitor cannot freeze it).",
             ["severity"],
+        )
+        self.last_sweep = gauge(
+            "durable_ir_sla_last_sweep_timestamp_seconds",
+            "Unix time of this process's last completed SLA sweep.",
         )
         self.decide_seconds = histogram(
             "durable_ir_decide_seconds",
@@ -137,6 +141,12 @@ class Metrics:
             ["decider_type"],
             buckets=WAIT_BUCKETS,
         )
+        # Series that exist from the start, so that rate() and absent() see zeros, not gaps.
+        for kind in ("approved", "rejected", "expired"):
+            for who in ("human", "system:sla", "system:auto-approve"):
+                self.decisions.labels(kind=kind, decider_type=who)
+        for outcome in ("received", "opened", "deduplicated", "refused", "resolved"):
+            self.alerts.labels(outcome=outcome)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -181,8 +191,8 @@ class Metrics:
                 if known is None or group.nearest_deadline < known:
                     nearest[group.severity] = group.nearest_deadline
         for severity, deadline in nearest.items():
-            seconds = (deadline - now).total_seconds()
-            self.nearest_deadline.labels(severity=severity).set(seconds)
+            self.nearest_deadline.labels(severity=severity).set(deadline.timestamp())
+        self.last_sweep.set(now.timestamp())
 
 
 _NAMES = (
@@ -198,6 +208,7 @@ _NAMES = (
     "integration_errors",
     "pending",
     "nearest_deadline",
+    "last_sweep",
     "decide_seconds",
     "wait_seconds",
 )

@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from durable_ir.decisions import Decision
+from durable_ir.metrics import METRICS
 from durable_ir.records import ApprovalRecord
 from durable_ir.runtime import Runtime
 from durable_ir.service.background import BackgroundRuns
@@ -87,19 +89,23 @@ class DecisionRecorder:
         :meth:`Runtime.record_decision` raises (nothing is recorded then)."""
         # One span for the request's decision: recording it, and (the task copies the
         # context) the background run that applies it, as its child.
+        started = time.perf_counter()
         with span("durable_ir.submit_decision", incident_id=incident_id) as current:
             record = await self.runtime.record_decision(
                 incident_id, decision, approval_id=approval_id
             )
             set_attributes(current, approval_id=record.approval_id)
             task = self.runs.spawn(
-                self._apply(record),
+                self._apply(record, started),
                 name=f"applying decision {record.approval_id} on incident {record.incident_id}",
             )
         return Submitted(record, task=task)
 
-    async def _apply(self, record: ApprovalRecord) -> None:
-        if not await self.runtime.apply_decision(record, wait=self.lock_wait):
+    async def _apply(self, record: ApprovalRecord, started: float) -> None:
+        applied = await self.runtime.apply_decision(record, wait=self.lock_wait)
+        # From the request to the graph having the decision: what decide() times in-process.
+        METRICS.decide_seconds.observe(time.perf_counter() - started)
+        if not applied:
             log.info(
                 "incident %s is still busy; its worker or recovery applies decision %s",
                 record.incident_id,
