@@ -136,3 +136,22 @@ def test_the_background_run_of_an_http_decision_is_in_the_requests_trace(
     assert apply.context.trace_id == submit.context.trace_id
     assert parent_of(apply, mine) is submit
     assert any(parent_of(run, mine) is apply for run in runs)
+
+
+async def test_runs_carry_the_incident_and_the_decision_as_langgraph_metadata(
+    database_url: str, counter_dir: Path
+) -> None:
+    """What LangSmith shows on a run (config metadata), as the checkpoints keep it."""
+    incident = f"meta-{uuid.uuid4().hex[:8]}"
+    async with open_runtime(database_url) as rt:
+        await rt.start(build_graph(counter_dir), {"alert": ALERT}, incident_id=incident)
+        result = await rt.decide(incident, Approve(by="alice"))
+        config = {"configurable": {"thread_id": incident, "checkpoint_ns": ""}}
+        latest = await rt.store.checkpointer.aget_tuple(config)  # type: ignore[arg-type]
+    assert latest is not None
+    metadata = latest.metadata
+    assert metadata["durable_ir_incident_id"] == incident
+    assert metadata["durable_ir_approval_id"] == result.record.approval_id
+    assert metadata["durable_ir_decided_by"] == "alice"
+    assert metadata["durable_ir_decision"] == "approved"
+    assert metadata["durable_ir_graph_version"] == rt.graphs.get("incident").version
