@@ -132,7 +132,8 @@ class Metrics:
         )
         self.decide_seconds = histogram(
             "durable_ir_decide_seconds",
-            "Runtime.decide(): recording the decision and running the graph on.",
+            "Recording a decision and running the graph on (Runtime.decide(), and the "
+            "service's record-then-apply).",
             buckets=DECIDE_BUCKETS,
         )
         self.wait_seconds = histogram(

@@ -1,0 +1,159 @@
+"""A real Prometheus server (Debian's ``prometheus`` package, /usr/bin/prometheus) for tests:
+on a free loopback port, with a temporary configuration and TSDB, scraping given targets and
+evaluating given rule files; its HTTP API read with httpx."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.service import free_port
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+
+
+def require_prometheus() -> None:
+    """Skip the test without /usr/bin/prometheus; fail it in CI (``.ci/run`` installs
+    Debian's prometheus package and sets ``DURABLE_IR_REQUIRE_POSTGRES``)."""
+    if PROMETHEUS.is_file() and os.access(PROMETHEUS, os.X_OK):
+        return
+    reason = f"{PROMETHEUS} is missing: apt-get install --no-install-recommends prometheus"
+    if os.environ.get("DURABLE_IR_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+class PrometheusServer:
+    """``prometheus`` in a child process, scraping ``targets`` (``host:port``) every
+    ``interval`` and evaluating ``rule_files`` as often."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        targets: Sequence[str],
+        rule_files: Sequence[Path] = (),
+        *,
+        job: str = "durable-ir",
+        interval: str = "1s",
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.config = workdir / "prometheus.yml"
+        self.log = workdir / "prometheus.log"
+        # JSON is YAML: no YAML writer needed.
+        config = {
+            "global": {
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "evaluation_interval": interval,
+            },
+            "rule_files": [str(path.resolve()) for path in rule_files],
+            "scrape_configs": [
+                {
+                    "job_name": job,
+                    "metrics_path": "/metrics",
+                    "static_configs": [{"targets": list(targets)}],
+                }
+            ],
+        }
+        self.config.write_text(json.dumps(config, indent=2))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> None:
+        """Start on a free loopback port and wait until ready (another port if the one picked
+        was taken meanwhile)."""
+        for _ in range(attempts):
+            port = free_port()
+            self.url = f"http://127.0.0.1:{port}"
+            argv = [
+                str(PROMETHEUS),
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ]
+            with self.log.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    argv,
+                    cwd=self.workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            if self._wait_ready(timeout):
+                return
+            if "address already in use" not in self.output():
+                break
+        raise AssertionError(f"prometheus did not become ready:\n{self.output()}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        return False
+
+    def api(self, path: str, **params: str) -> Any:
+        """``GET /api/v1/<path>``'s ``data``; raises on an API error (a PromQL syntax error
+        is a 400 with ``status: error``)."""
+        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = response.json()
+        if response.status_code != 200 or body.get("status") != "success":
+            raise AssertionError(f"{path} {params}: {response.status_code} {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's vector: ``[{"metric": {...}, "value": [t, "v"]}, ...]``."""
+        data = self.api("query", query=expr)
+        assert data["resultType"] == "vector", data
+        return list(data["result"])
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; ``returncode`` says which worked
+        (0: a clean shutdown, -9: killed)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self.returncode = self.proc.returncode
+        self.proc = None
+
+
+@contextmanager
+def running_prometheus(
+    workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = (), **kwargs: Any
+) -> Iterator[PrometheusServer]:
+    """A started :class:`PrometheusServer` for the ``with`` block, stopped after it."""
+    server = PrometheusServer(workdir, targets, rule_files, **kwargs)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
