@@ -569,6 +569,8 @@ def test_openapi_documents_every_status_with_the_error_model(api: Api) -> None:
         ("post", "/incidents/{incident_id}/reject"): deciding,
         ("post", "/slack/interactions"): deciding - {"202"},
         ("get", "/healthz"): {"200", "503"},
+        ("get", "/readyz"): {"200", "503"},
+        ("get", "/livez"): {"200"},
     }
     for (method, path), statuses in expected.items():
         responses = schema["paths"][path][method]["responses"]

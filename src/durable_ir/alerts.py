@@ -24,11 +24,19 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from durable_ir.clock import UtcDatetime
 from durable_ir.errors import InvalidInput
 from durable_ir.severity import SEVERITIES, Severity
+from durable_ir.text import check_json_text
 
 __all__ = ["MAX_ALERTS_PER_WEBHOOK", "Alert", "parse_alert", "parse_alertmanager", "parse_generic"]
 
@@ -47,6 +55,7 @@ _SEVERITY_WORDS: dict[str, Severity] = {
 }
 _SERVICE_LABELS = ("service", "app", "job", "namespace")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+_TEXT_FIELDS = {"name", "service", "description", "labels", "fingerprint"}
 
 
 class Alert(BaseModel):
@@ -71,6 +80,12 @@ class Alert(BaseModel):
             if not key or len(key) > 100 or len(value) > 1_000:
                 raise ValueError(f"label {key[:40]!r} is empty or too long")
         return labels
+
+    @model_validator(mode="after")
+    def _storable(self) -> Alert:
+        # An Alert built directly (not parsed) holds only text every backend stores.
+        check_json_text("alert", self.model_dump(include=_TEXT_FIELDS))
+        return self
 
     def as_state(self) -> dict[str, Any]:
         """The alert as JSON, for graph state."""
@@ -110,10 +125,18 @@ def _text_map(value: object, what: str) -> dict[str, str]:
     return dict(value)
 
 
+def _storable(payload: object) -> None:
+    """Refuse a payload with a NUL character or an unpaired surrogate anywhere — in a field,
+    a label, a key, even one that is not kept — before anything else looks at it: every
+    backend then answers alike (see :mod:`durable_ir.text`)."""
+    check_json_text("alert", payload)
+
+
 def parse_generic(payload: object) -> Alert:
     """Parse the generic JSON shape (see the module doc)."""
     if not isinstance(payload, dict):
         raise InvalidInput(f"an alert must be a JSON object, got {type(payload).__name__}")
+    _storable(payload)
     known = {
         "name",
         "service",
@@ -151,6 +174,7 @@ def parse_alertmanager(payload: object) -> list[Alert]:
     """Parse an Alertmanager webhook (``version`` 4) into its alerts."""
     if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
         raise InvalidInput("an Alertmanager webhook is an object with an 'alerts' list")
+    _storable(payload)
     items = payload["alerts"]
     if not items:
         raise InvalidInput("the webhook carries no alerts")

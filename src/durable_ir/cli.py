@@ -9,7 +9,7 @@
     durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTRIBUTE]
     durable-ir versions list|check|migrate …   (graph versions: see durable_ir.cli_versions)
     durable-ir serve [--host H] [--port P] [--database-url URL] [--graph MODULE:ATTRIBUTE]
-                     [--keep-graph MODULE:ATTRIBUTE …]
+                     [--keep-graph MODULE:ATTRIBUTE …] [--log-level LEVEL] [--log-format text|json]
     durable-ir token hash            (the token on stdin; prints its SHA-256)
     durable-ir token new NAME --role ROLE [--role ROLE …]
 
@@ -213,7 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo-agent for the demo graph, incident for others)",
     )
     serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="for durable-ir's loggers and uvicorn's (default info; other libraries: warning)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="json: one JSON object per line (default: $DURABLE_IR_LOG_FORMAT, else text)",
     )
 
     add_versions_parser(commands, common)
@@ -643,6 +651,7 @@ def _serve(args: argparse.Namespace) -> int:
             graph=graph,
             graph_name=args.graph_name,
             log_level=args.log_level,
+            log_format=args.log_format,
         )
     except (CliError, ConfigurationError) as exc:
         print(f"durable-ir serve: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from durable_ir.errors import InvalidDecision
 from durable_ir.records import ApprovalStatus
+from durable_ir.text import check_json_text, check_text
 
 __all__ = [
     "MAX_IDENTITY_CHARS",
@@ -148,6 +149,7 @@ def _check_text(field: str, value: object, *, limit: int, required: bool) -> Non
         raise InvalidDecision(f"{field} is {len(value)} characters; the limit is {limit}")
     if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in value):
         raise InvalidDecision(f"{field} contains control characters")
+    check_text(field, value, InvalidDecision)  # unpaired surrogates: not text on any backend
 
 
 def validate_decision(decision: object) -> Decision:
@@ -192,6 +194,7 @@ def validate_decision(decision: object) -> Decision:
             raise InvalidDecision(f"the edited plan is not JSON: {exc}") from None
         if size > MAX_PLAN_BYTES:
             raise InvalidDecision(f"the edited plan is {size} bytes; the limit is {MAX_PLAN_BYTES}")
+        check_json_text("the edited plan", decision.plan, InvalidDecision)
     return decision
 
 

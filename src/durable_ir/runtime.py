@@ -69,6 +69,7 @@ from durable_ir.errors import (
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.leases import LeaseKeeper
+from durable_ir.logs import log_context
 from durable_ir.metrics import METRICS, decider_type
 from durable_ir.persistence import Store, open_store
 from durable_ir.reconciliation import reconcile
@@ -311,6 +312,13 @@ class Runtime:
                 )
                 if not opened:
                     raise Conflict(f"incident {incident_id!r} already exists")
+                log.info(
+                    "opened incident %s (graph %s version %s)",
+                    incident_id,
+                    registered.name,
+                    registered.version,
+                    extra=log_context(incident_id, event="opened"),
+                )
                 snapshot = await self._run_first(registered, incident_id, input)
         except IncidentBusy:
             raise Conflict(f"incident {incident_id!r} is being started by another worker") from None
@@ -437,6 +445,14 @@ class Runtime:
             )
             return Intake(row, created=False)
         METRICS.alert("opened")
+        log.info(
+            "opened incident %s from alert %s (graph %s version %s)",
+            row.incident_id,
+            parsed.fingerprint,
+            registered.name,
+            registered.version,
+            extra=log_context(row.incident_id, event="opened"),
+        )
         if not run:
             return Intake(row, created=True)
         snapshot = None

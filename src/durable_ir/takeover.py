@@ -40,6 +40,7 @@ from durable_ir.clock import Clock
 from durable_ir.errors import IncidentBusy
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import owner_is_gone
+from durable_ir.logs import log_context
 from durable_ir.metrics import METRICS
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord, IncidentRecord
@@ -198,6 +199,7 @@ class RunTakeover:
             attempt,
             self._max_attempts,
             f"; last error: {row.last_error}" if row.last_error else "",
+            extra=log_context(row.incident_id, event="takeover"),
         )
         if not started:
             if row.started_at is not None:
@@ -235,7 +237,12 @@ class RunTakeover:
             f"the run was stopped after {attempt - 1} recovery attempts, failing in "
             f"{nodes}: {cause}"
         )
-        log.error("incident %s: %s", row.incident_id, detail)
+        log.error(
+            "incident %s: %s",
+            row.incident_id,
+            detail,
+            extra=log_context(row.incident_id, event="crash_loop"),
+        )
         METRICS.crash_loops.inc()
         # Clear the pending tasks: the node that keeps failing must not run again.
         await graph.compiled.aupdate_state(config, None, as_node=END)

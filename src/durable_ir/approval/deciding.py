@@ -33,12 +33,14 @@ from durable_ir.errors import (
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger.base import DecisionWrite, LateDecision
+from durable_ir.logs import log_context
 from durable_ir.metrics import METRICS
 from durable_ir.persistence import Store
 from durable_ir.records import ApprovalRecord, ApprovalStatus
 from durable_ir.runs import PAUSED_KEY, GraphRunner, RunCheck, has_work_left
 from durable_ir.services import NodeServices, services_from
 from durable_ir.sla.policy import SLA_IDENTITY
+from durable_ir.text import check_text
 
 __all__ = ["PAUSED_KEY", "Decider", "DecisionResult", "validate_incident_id"]
 
@@ -58,11 +60,15 @@ def _took(graph: RegisteredGraph, record: ApprovalRecord, values: Any) -> bool:
 
 
 def validate_incident_id(incident_id: object) -> str:
-    """Return ``incident_id`` if it is a usable id, else raise ``InvalidInput``."""
+    """Return ``incident_id`` if it is a usable id, else raise ``InvalidInput``: a non-empty
+    string of at most :data:`MAX_INCIDENT_ID_CHARS` printable characters, which every
+    backend stores as it is (no NUL, no unpaired surrogate: :func:`durable_ir.text.check_text`).
+    Callers check it before any read, so a refused id never reaches a database."""
     if not isinstance(incident_id, str) or not incident_id.strip():
         raise InvalidInput("an incident id must be a non-empty string")
     if len(incident_id) > MAX_INCIDENT_ID_CHARS:
         raise InvalidInput(f"an incident id is at most {MAX_INCIDENT_ID_CHARS} characters")
+    check_text("an incident id", incident_id)
     if not incident_id.isprintable():
         raise InvalidInput("an incident id must be printable text")
     return incident_id
@@ -159,6 +165,7 @@ class Decider:
             row.incident_id,
             row.deadline_at.isoformat(),
             row.approval_id,
+            extra=log_context(row.incident_id, row.approval_id, event="expired"),
         )
         try:
             await self.apply(row, wait=self._lock_timeout)
@@ -184,6 +191,8 @@ class Decider:
         (first writer wins); the graph does not have it yet."""
         incident_id = validate_incident_id(incident_id)
         decision = validate_decision(decision)
+        if approval_id is not None:
+            check_text("approval_id", approval_id)
         ledger = self._store.ledger
         if approval_id is not None:
             record = await ledger.get(approval_id)
@@ -259,6 +268,9 @@ class Decider:
             incident_id,
             row.approval_id,
             row.decided_by,
+            extra=log_context(
+                incident_id, row.approval_id, decided_by=row.decided_by, event="decision"
+            ),
         )
         return row
 
@@ -304,6 +316,7 @@ class Decider:
             current.incident_id,
             current.approval_id,
             "" if ran else ": the graph had already moved past it",
+            extra=log_context(current.incident_id, current.approval_id, event="applied"),
         )
         return ran, replace(current, applied_at=applied_at)
 

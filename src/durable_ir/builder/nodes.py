@@ -23,6 +23,7 @@ from durable_ir.builder.planning import Planner, RollbackRule, plan_from_hypothe
 from durable_ir.builder.triage import SeverityRule, Triager, TriageResult, triage_by_rules
 from durable_ir.clock import Clock
 from durable_ir.errors import ConfigurationError
+from durable_ir.logs import log_context
 from durable_ir.notifications import EventKind, IncidentEvent, IncidentNotifier, send_once
 from durable_ir.records import ApprovalRecord
 from durable_ir.remediation import (
@@ -411,6 +412,14 @@ class IncidentNodes:
     async def escalate(self, state: State, config: RunnableConfig) -> Update:
         """Hand the incident to humans: page, with the reason and the best hypothesis."""
         reason, detail = self.escalation_reason(state)
+        incident_id = _incident_id(config)
+        log.info(
+            "escalating incident %s: %s (%s)",
+            incident_id,
+            reason,
+            detail,
+            extra=log_context(incident_id, event="escalated"),
+        )
         decided = self.decision_event(config, state) if reason in ("rejected", "expired") else {}
         notifications = await self.notify_decision(config, state)
         hypothesis = (state.get("rca") or {}).get("hypothesis") or {}

@@ -30,6 +30,7 @@ from durable_ir.records import (
     PendingGroup,
     RunLease,
 )
+from durable_ir.text import check_json_text, check_text
 
 __all__ = [
     "MAX_LIST_LIMIT",
@@ -439,34 +440,40 @@ def check_aware(name: str, moment: object) -> datetime:
 def _check_id(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{name} must be a non-empty string, got {value!r}")
+    check_text(name, value)
+
+
+def _check_optional_text(name: str, value: object) -> None:
+    if value is not None:
+        if not isinstance(value, str):
+            raise InvalidInput(f"{name} must be a string or None, got {type(value).__name__}")
+        check_text(name, value)
 
 
 def _check_json(name: str, value: object) -> None:
     """Every backend must store ``value`` and give it back equal: JSON without NaN or
-    infinities, and without NUL characters (PostgreSQL ``jsonb`` refuses them)."""
+    infinities, and no string (key or value) that some backend cannot store — a NUL
+    character (PostgreSQL ``jsonb`` refuses it) or an unpaired surrogate (not text): see
+    :mod:`durable_ir.text`."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{name} is not storable JSON: {exc}") from None
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidInput(f"{name} holds a NUL character, which cannot be stored")
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
+    check_json_text(name, value)
 
 
 def check_new_incident(new: NewIncident) -> None:
     """Raise :class:`InvalidInput` unless every backend can store ``new`` as it is."""
     _check_id("incident_id", new.incident_id)
+    _check_id("graph", new.graph)
     check_aware("opened_at", new.opened_at)
     if new.fingerprint is not None and not isinstance(new.fingerprint, str):
         raise InvalidInput(f"fingerprint must be a string or None, got {new.fingerprint!r}")
+    _check_optional_text("fingerprint", new.fingerprint)
+    _check_optional_text("title", new.title)
+    _check_optional_text("service", new.service)
+    _check_optional_text("severity", new.severity)
+    _check_optional_text("graph_version", new.graph_version)
     if new.alert is not None:
         if not isinstance(new.alert, dict):
             raise InvalidInput(f"alert must be a dict or None, got {type(new.alert).__name__}")
@@ -499,6 +506,8 @@ def check_notification(record: NotificationRecord) -> None:
     """Raise :class:`InvalidInput` unless every backend can store ``record`` as it is."""
     _check_id("key", record.key)
     _check_id("incident_id", record.incident_id)
+    _check_optional_text("kind", record.kind)
+    _check_optional_text("channel", record.channel)
     check_aware("sent_at", record.sent_at)
     if not isinstance(record.result, dict):
         raise InvalidInput(f"result must be a dict, got {type(record.result).__name__}")

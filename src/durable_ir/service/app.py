@@ -21,6 +21,7 @@ from durable_ir.builder import IncidentGraphBuilder
 from durable_ir.graphs import AnyGraph
 from durable_ir.service.auth import Authenticator, BearerTokens
 from durable_ir.service.errors import install_error_handlers
+from durable_ir.service.headers import ApiHeaders
 from durable_ir.service.lifespan import ServiceConfig, service_lifespan
 from durable_ir.service.limits import BodySizeLimit
 from durable_ir.service.routes import (
@@ -103,8 +104,13 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=service_lifespan(config),
+        # Swagger UI and ReDoc load their code from a public CDN: /docs only when asked for
+        # (DURABLE_IR_DOCS=1), ReDoc never; /openapi.json is always there.
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiHeaders)  # nosniff everywhere, no-store on JSON
     install_error_handlers(app)
     for router in (
         health.router,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,6 +43,7 @@ __all__ = [
     "error_response",
     "error_responses",
     "install_error_handlers",
+    "request_for_log",
 ]
 
 log = logging.getLogger("durable_ir.service")
@@ -161,6 +163,37 @@ _HTTP_CODES = {
 }
 
 
+_PATH_SAFE = "/:@!$&'()*+,;=~-._"
+_MAX_LOGGED_PATH = 200
+
+
+def request_for_log(request: Request) -> str:
+    """How a log line names ``request``: its method and its route's template
+    (``POST /incidents/{incident_id}/approve``) — or, when no route matched, its path
+    percent-encoded and cut to 200 characters. Nothing the caller sent is logged as it came:
+    a ``%0A`` in the path stays ``%0A``, so it cannot end the line and forge another.
+
+    Example:
+        >>> from starlette.requests import Request
+        >>> forged = "/x\\nERROR durable_ir: forged"
+        >>> request_for_log(Request({"type": "http", "method": "GET", "path": forged}))
+        'GET /x%0AERROR%20durable_ir:%20forged (no route)'
+    """
+    method = quote(str(request.scope.get("method", "?")), safe="")
+    template = getattr(request.scope.get("route"), "path", None)
+    if isinstance(template, str):
+        return f"{method} {template}"
+    path = quote(str(request.scope.get("path", "")), safe=_PATH_SAFE)
+    if len(path) > _MAX_LOGGED_PATH:
+        path = path[:_MAX_LOGGED_PATH] + "…"
+    return f"{method} {path} (no route)"
+
+
+INTERNAL_ERROR_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+"""The 500 answer is sent by Starlette's outermost middleware, outside the app's own: it
+carries the API's headers itself (see :mod:`durable_ir.service.headers`)."""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error in the service's shape."""
 
@@ -190,7 +223,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ConfigurationError)
     async def _configuration(request: Request, exc: ConfigurationError) -> JSONResponse:
-        log.error("configuration error answering %s %s: %s", request.method, request.url, exc)
+        log.error("configuration error answering %s: %s", request_for_log(request), exc)
         return error_response(503, "unavailable", str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -209,10 +242,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
         # Raised by the JSON decoder (FastAPI's body parsing) on absurdly nested input.
-        log.warning("refused %s %s: %s", request.method, request.url.path, exc)
+        log.warning("refused %s: %s", request_for_log(request), exc)
         return error_response(422, "invalid_input", "the body is JSON nested too deeply")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unexpected error answering %s %s", request.method, request.url, exc_info=exc)
-        return error_response(500, "internal_error", "internal error (logged by the service)")
+        log.error("unexpected error answering %s", request_for_log(request), exc_info=exc)
+        return error_response(
+            500,
+            "internal_error",
+            "internal error (logged by the service)",
+            headers=INTERNAL_ERROR_HEADERS,
+        )

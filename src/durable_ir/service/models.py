@@ -35,7 +35,9 @@ __all__ = [
     "IncidentDetail",
     "IncidentList",
     "IncidentSummary",
+    "Live",
     "RcaConclusion",
+    "Ready",
     "RejectBody",
     "SlackDecisionReply",
     "StatusFilter",
@@ -300,3 +302,17 @@ class Health(BaseModel):
     database: str = Field(description="postgres, sqlite or memory")
     graph: str
     sla_monitor: bool = Field(description="whether the SLA monitor task is running")
+
+
+class Live(BaseModel):
+    """``GET /livez``: the process answers (nothing else is checked)."""
+
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    """``GET /readyz``: the database answered in time, with every table this version reads."""
+
+    status: Literal["ready"]
+    database: str = Field(description="postgres, sqlite or memory")
+    checked_in_ms: float = Field(description="how long the database took to answer the checks")

@@ -22,21 +22,36 @@ def serve(
     graph_name: str | None = None,
     log_level: str = "info",
     keep_graphs: Sequence[Any] = (),
+    log_format: str | None = None,
 ) -> None:
     """Serve :func:`~durable_ir.service.create_app` (settings from the environment) until
     interrupted. ``graph`` as for ``create_app``; ``graph_name`` overrides
-    ``DURABLE_IR_GRAPH_NAME``."""
+    ``DURABLE_IR_GRAPH_NAME``. ``log_level`` applies to durable-ir's loggers and uvicorn's;
+    ``log_format`` is ``text`` or ``json`` (default ``$DURABLE_IR_LOG_FORMAT``, else text):
+    see :mod:`durable_ir.logs`."""
+    import logging
     from dataclasses import replace
 
     import uvicorn
 
+    from durable_ir.logs import log_format as chosen_format
+    from durable_ir.logs import logging_config
     from durable_ir.service.app import create_app
     from durable_ir.service.settings import ServiceSettings
 
+    log_config = logging_config(log_level, chosen_format(log_format))
+    logging.captureWarnings(True)  # Python warnings as log lines too (JSON in JSON mode)
     settings = ServiceSettings.from_env()
     if graph_name is not None:
         settings = replace(settings, graph_name=graph_name)
     app = create_app(
         database_url=database_url, graph=graph, settings=settings, keep_graphs=keep_graphs
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=log_config,
+        proxy_headers=False,
+    )

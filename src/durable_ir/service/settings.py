@@ -15,6 +15,7 @@ variable                           meaning                                      
 ``DURABLE_IR_POOL_SIZE``           PostgreSQL connections at most                      20
 ``SLACK_SIGNING_SECRET``           verifies ``POST /slack/interactions``               none
 ``DURABLE_IR_SLACK_USERS``         JSON ``{"U…": {"identity": …, "roles": […]}}``      none
+``DURABLE_IR_DOCS``                ``1``: Swagger UI at ``/docs`` (from a CDN)         off
 =================================  ==================================================  ========
 
 The graph name defaults to the demo agent's (``demo-agent``) when the service runs the demo
@@ -97,6 +98,17 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: f
     return value
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = (environ.get(name) or "").strip().lower()
+    if raw not in _TRUE + _FALSE:
+        raise ConfigurationError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+    return raw in _TRUE
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """Everything the service reads from its environment; see the module doc.
@@ -119,6 +131,9 @@ class ServiceSettings:
     # A secret: kept out of repr() too.
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_users: Mapping[str, Principal] = field(default_factory=dict)
+    # Swagger UI at /docs: its page loads script and style from a public CDN, so it is off
+    # unless asked for (GET /openapi.json is always served).
+    docs: bool = False
 
     def __post_init__(self) -> None:
         if self.p0_role not in ("approver", "lead"):
@@ -158,4 +173,5 @@ class ServiceSettings:
             pool_size=int(_number(env, "DURABLE_IR_POOL_SIZE", 20, minimum=2)),
             slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
             slack_users=parse_slack_users(env.get("DURABLE_IR_SLACK_USERS")),
+            docs=_flag(env, "DURABLE_IR_DOCS"),
         )

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from durable_ir.errors import ConfigurationError, GraphVersionUnavailable, IncidentBusy
+from durable_ir.logs import log_context
 from durable_ir.metrics import METRICS
 from durable_ir.records import ApprovalRecord
 from durable_ir.sla.policy import SLA_IDENTITY, Reminder
@@ -153,6 +154,7 @@ class SlaMonitor:
                 row.approval_id,
                 row.incident_id,
                 row.reason,
+                extra=log_context(row.incident_id, row.approval_id, event="expired"),
             )
             (applied if await self._apply(row) else deferred).append(row.approval_id)
         resumed = time.perf_counter()

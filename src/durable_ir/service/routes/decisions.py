@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
+from durable_ir.approval.deciding import validate_incident_id
 from durable_ir.decisions import Approve, Decision, Edit, Reject
 from durable_ir.service.auth import Principal
 from durable_ir.service.context import Service, ServiceDep, require
@@ -20,6 +21,7 @@ from durable_ir.service.models import (
 )
 from durable_ir.service.routes.incidents import IncidentId
 from durable_ir.service.views import incident_detail
+from durable_ir.text import check_text
 
 __all__ = ["check_p0_policy", "router", "submit_decision"]
 
@@ -43,7 +45,13 @@ async def check_p0_policy(
     service: Service, principal: Principal, incident_id: str, approval_id: str | None
 ) -> str | None:
     """Refuse (403) a P0 decision by someone without the role ``DURABLE_IR_P0_ROLE`` names;
-    return the approval id to pin the decision to (the one whose severity was checked)."""
+    return the approval id to pin the decision to (the one whose severity was checked).
+
+    The ids are checked first (422 for a NUL or an unpaired surrogate, on every backend):
+    nothing the caller sent reaches the database unchecked."""
+    incident_id = validate_incident_id(incident_id)
+    if approval_id is not None:
+        check_text("approval_id", approval_id)
     ledger = service.runtime.store.ledger
     record = await ledger.get(approval_id) if approval_id else await ledger.latest(incident_id)
     if record is None or record.incident_id != incident_id:
