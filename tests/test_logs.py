@@ -6,6 +6,7 @@ escaping of text mode, the levels."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -251,3 +252,66 @@ def test_serve_refuses_an_unknown_log_format_from_the_environment(tmp_path: Path
     )
     assert done.returncode == 2, done
     assert "DURABLE_IR_LOG_FORMAT must be text or json" in done.stderr
+
+
+async def test_json_lines_for_every_incident_event_carry_its_ids(
+    restored_logging: None, tmp_path: Path
+) -> None:
+    """Opened, decision recorded and applied, escalation; a run taken over, and then stopped
+    as a crash loop: one INFO (takeover: WARNING, crash loop: ERROR) JSON line each, with
+    the incident's id (and the approval's) as fields."""
+    from datetime import UTC, datetime
+
+    from langgraph.graph import END, START, StateGraph
+
+    from durable_ir import FixedClock, Reject, open_runtime
+    from support.graphs import IncidentState
+    from support.incident_parts import ALERT, build_incident_graph
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    clock = FixedClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    counters = tmp_path / "counters"
+    counters.mkdir()
+
+    def broken(state: Any) -> dict[str, Any]:
+        raise RuntimeError("node broke")
+
+    crashing: StateGraph[Any, Any, Any, Any] = StateGraph(IncidentState)
+    crashing.add_node("broken", broken)
+    crashing.add_node("escalate", lambda state: {"escalated": True})
+    crashing.add_edge(START, "broken")
+    crashing.add_edge("broken", END)
+    crashing.add_edge("escalate", END)
+
+    async with open_runtime(
+        f"sqlite:///{tmp_path / 'logs.db'}", clock=clock, max_run_attempts=1
+    ) as rt:
+        intake = await rt.ingest(
+            build_incident_graph(counters).build(), ALERT, incident_id="inc-log"
+        )
+        snapshot = intake.snapshot
+        assert snapshot is not None and snapshot.pending_approval is not None
+        approval = snapshot.pending_approval.approval_id
+        await rt.decide("inc-log", Reject(by="bob", reason="wrong pool"))
+        with pytest.raises(RuntimeError):
+            await rt.start(crashing, {}, incident_id="inc-crash", graph_name="crashing")
+        for _ in range(2):  # the retry is taken over, fails again, then it is a crash loop
+            clock.advance(minutes=5)
+            with contextlib.suppress(Exception):
+                await rt.recover_runs()
+
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    def event(name: str, incident: str) -> dict[str, Any]:
+        found = [e for e in entries if e.get("event") == name and e.get("incident_id") == incident]
+        assert len(found) >= 1, (name, incident, [e["message"] for e in entries])
+        return found[0]
+
+    assert event("opened", "inc-log")["level"] == "INFO"
+    recorded = event("decision", "inc-log")
+    assert (recorded["approval_id"], recorded["decided_by"]) == (approval, "bob")
+    assert event("applied", "inc-log")["approval_id"] == approval
+    assert event("escalated", "inc-log")["level"] == "INFO"
+    assert event("takeover", "inc-crash")["level"] == "WARNING"
+    assert event("crash_loop", "inc-crash")["level"] == "ERROR"
