@@ -430,16 +430,6 @@ async def _list(args: argparse.Namespace) -> None:
     _console().print(table)
 
 
-async def _read_state(rt: Any, incident_id: str) -> dict[str, Any] | None:
-    """The incident's latest checkpointed values, read from the saver (no graph needed)."""
-    config = {"configurable": {"thread_id": incident_id, "checkpoint_ns": ""}}
-    found = await rt.store.checkpointer.aget_tuple(config)
-    if found is None:
-        return None
-    values = found.checkpoint.get("channel_values") or {}
-    return {k: v for k, v in values.items() if not str(k).startswith("branch:")}
-
-
 async def _prune(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
@@ -472,7 +462,7 @@ async def _show(args: argparse.Namespace) -> None:
     async with open_runtime(args.database_url) as rt:
         row = await rt.store.ledger.get_incident(incident_id)
         approvals = await rt.history(incident_id)
-        values = await _read_state(rt, incident_id)
+        values = await rt.stored_values(incident_id)
     if row is None and not approvals and values is None:
         raise NotFound(f"no incident {incident_id!r}")
     if args.json:

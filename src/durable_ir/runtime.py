@@ -699,12 +699,7 @@ class Runtime:
         else:
             row = await self.store.ledger.get_incident(incident_id)
             status = "running" if row is None or row.is_open else "finished"
-        config: RunnableConfig = {"configurable": {"thread_id": incident_id, "checkpoint_ns": ""}}
-        stored = await self.store.checkpointer.aget_tuple(config)
-        channels = stored.checkpoint["channel_values"] if stored is not None else {}
-        values = {
-            k: v for k, v in channels.items() if not k.startswith(("branch:", "__", "start:"))
-        }
+        values = await self.stored_values(incident_id) or {}
         return IncidentSnapshot(
             id=incident_id,
             status=status,
@@ -715,6 +710,21 @@ class Runtime:
             graph_version=version,
             runnable_here=False,
         )
+
+    async def stored_values(self, incident_id: str) -> dict[str, Any] | None:
+        """The incident's latest checkpointed state values as stored, read without its graph
+        (which may not be registered here); ``None`` if it has no checkpoint. LangGraph's
+        internal channels (branches, ``__…__``) are left out."""
+        config: RunnableConfig = {
+            "configurable": {"thread_id": validate_incident_id(incident_id), "checkpoint_ns": ""}
+        }
+        stored = await self.store.checkpointer.aget_tuple(config)
+        if stored is None:
+            return None
+        channels = stored.checkpoint.get("channel_values") or {}
+        return {
+            k: v for k, v in channels.items() if not str(k).startswith(("branch:", "__", "start:"))
+        }
 
     async def history(self, incident_id: str) -> list[ApprovalRecord]:
         """Every approval of the incident and its decision, oldest first."""

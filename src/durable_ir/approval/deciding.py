@@ -191,10 +191,9 @@ class Decider:
         (first writer wins); the graph does not have it yet."""
         incident_id = validate_incident_id(incident_id)
         decision = validate_decision(decision)
-        if approval_id is not None:
-            check_text("approval_id", approval_id)
         ledger = self._store.ledger
         if approval_id is not None:
+            check_text("approval_id", approval_id)
             record = await ledger.get(approval_id)
             if record is not None and record.incident_id != incident_id:
                 record = None

@@ -80,16 +80,6 @@ async def list_incidents(
     return summaries[:limit]
 
 
-async def _raw_values(runtime: Runtime, incident_id: str) -> dict[str, Any] | None:
-    """The latest checkpointed values, read without the graph (it may not be served here)."""
-    config: Any = {"configurable": {"thread_id": incident_id, "checkpoint_ns": ""}}
-    found = await runtime.store.checkpointer.aget_tuple(config)
-    if found is None:
-        return None
-    values = found.checkpoint.get("channel_values") or {}
-    return {k: v for k, v in values.items() if not str(k).startswith("branch:")}
-
-
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -143,7 +133,7 @@ async def incident_detail(runtime: Runtime, incident_id: str) -> IncidentDetail:
         snapshot = None
     except ConfigurationError:  # its graph is not served here: read the checkpoint raw
         snapshot = None
-        values = await _raw_values(runtime, incident_id)
+        values = await runtime.stored_values(incident_id)
     if snapshot is not None:
         values, next_nodes, status = snapshot.values, list(snapshot.next), snapshot.status
     row = await ledger.get_incident(incident_id)
