@@ -1094,6 +1094,10 @@ def _expected_extra(
     calls = [e.event for e in segment if e.kind == "call"]
     if node in nested:
         calls = calls[-1:] if where == "after_effect" else []
+    elif where == "after":
+        # The node finished: a remediation step's result is recorded on its claim, so the
+        # re-run takes that result and does not call the executor again.
+        calls = [c for c in calls if c[1].split()[0] not in ("apply", "rollback")]
     return [("enter", node), *([("leave", node)] if where == "after" else []), *calls]
 
 

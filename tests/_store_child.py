@@ -9,7 +9,6 @@ Every mode prints JSON lines on stdout:
   print ``{"won": bool, "row": record.to_dict()}``.
 - ``hold URL INCIDENT``: open the store, take the incident's lock, print ``{"held": true}``
   (or ``{"held": false}`` and exit), then hold it until stdin closes or it is killed.
-- ``lock-key ID …``: print ``{"keys": [lock_key(id), …]}``.
 - ``open-incidents URL``: open the store, print ``{"ready": true}``, then for each stdin line
   ``{"fingerprint", "graph", "opened_at": [ISO …], "ids": […], "at"}`` wait until ``at``, call
   ``open_incident`` for every id at once (``asyncio.gather``) and print
@@ -146,10 +145,6 @@ def main(argv: list[str]) -> None:
         _run(decide(rest[0]))
     elif mode == "hold":
         _run(hold(rest[0], rest[1]))
-    elif mode == "lock-key":
-        from durable_ir.locks import lock_key
-
-        emit({"keys": [lock_key(incident) for incident in rest]})
     elif mode == "open-incidents":
         _run(open_incidents(rest[0]))
     else:

@@ -74,24 +74,25 @@ def test_a_fast_replica_neither_expires_early_nor_takes_over_early(
     paused, running = f"skew-{uuid.uuid4().hex[:8]}", f"held-{uuid.uuid4().hex[:8]}"
     try:
         started = call(normal, do="start", incident=paused)  # P0: 15 minutes
-        assert call(normal, do="hold", incident=running) == {"holding": running}
+        if not local_clock:
+            # (Timed by its own clock, a fast replica would also find the live run's lease
+            # and its hold of the incident expired, and take the run over while it runs.)
+            assert call(normal, do="hold", incident=running) == {"holding": running}
 
         swept = call(fast, do="sweep")
         assert at(swept["local"]) - datetime.now(UTC) > SKEW - timedelta(minutes=1)  # faked
-        lease_owner = asyncio.run(owner_of(postgres_url, running))
         if local_clock:
             # Timed by its own clock, the fast replica expires the approval 5 minutes after
-            # it was asked for, and claims the live run's lease although it is heart-beating
-            # (the incident lock alone keeps it from running it).
+            # it was asked for.
             assert swept["expired"] == [paused], swept
-            assert lease_owner == swept["owner"], swept
         else:
+            lease_owner = asyncio.run(owner_of(postgres_url, running))
             assert swept["expired"] == [] and swept["recovered"] == [], swept
             assert lease_owner != swept["owner"] and lease_owner is not None
             assert abs(at(swept["now"]) - datetime.now(UTC)) < timedelta(seconds=10), swept
             assert at(started["deadline_at"]) > at(swept["now"])
-        assert call(normal, do="release") == {"released": True}
         if not local_clock:
+            assert call(normal, do="release") == {"released": True}
             # The skewed host was told, once.
             assert fast.proc.stdin is not None and fast.proc.stderr is not None
             fast.proc.stdin.close()

@@ -1,18 +1,22 @@
-"""Per-incident locks: in-process, SQLite file range locks, PostgreSQL advisory locks."""
+"""Per-incident locks: ownership leases with fencing epochs (every backend) and in-process
+locks."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from _store_child import Child
-from durable_ir import IncidentBusy, Store, open_store
-from durable_ir.locks import IncidentLocks, ProcessLocks, lock_key
+from durable_ir import FixedClock, IncidentBusy, Store, open_store
+from durable_ir.locks import IncidentLocks, LeaseLocks, ProcessLocks
 
 
 @pytest.fixture
@@ -199,8 +203,7 @@ async def test_a_killed_holder_releases_its_lock(durable_url: str) -> None:
 async def test_closing_one_store_keeps_the_locks_of_another_in_the_same_process(
     tmp_path: Path,
 ) -> None:
-    """POSIX record locks belong to the process: closing any descriptor of the lock file
-    would drop them all. A second store's close must not release the first store's lock."""
+    """A second store's close gives back only its own holds, not the first store's."""
     url = f"sqlite:///{tmp_path}/incidents.db"
     async with open_store(url) as keeper:
         async with open_store(url) as passing:
@@ -221,33 +224,144 @@ async def test_closing_one_store_keeps_the_locks_of_another_in_the_same_process(
         rival.close()
 
 
-# --- lock_key ---------------------------------------------------------------------------
-
-KNOWN_KEYS = {
-    "inc-1": 7137340844259137133,
-    "INC-2026-0001": 444456396183130748,
-    "": 4945174118024475047,
-}
+# --- ownership leases: epochs and fencing -----------------------------------------------
 
 
-def test_lock_key_is_pinned() -> None:
-    """Workers of different versions must agree on keys during a rolling deploy."""
-    assert {incident: lock_key(incident) for incident in KNOWN_KEYS} == KNOWN_KEYS
+@pytest.fixture
+async def lease_store(database_url: str) -> AsyncIterator[Store]:
+    async with open_store(database_url) as store:
+        yield store
 
 
-def test_lock_key_is_the_same_in_another_process() -> None:
-    incidents = ["inc-1", "inc-2", "ünïcode-🚨", "x" * 500]
-    child = Child("lock-key", *incidents, env={"PYTHONHASHSEED": "12345"})
-    try:
-        assert child.read(timeout=60) == {"keys": [lock_key(i) for i in incidents]}
-    finally:
-        child.close()
+def _leases(store: Store, owner: str, clock: FixedClock, ttl: float = 30.0) -> LeaseLocks:
+    locks = LeaseLocks(store.ledger)
+    locks.bind(owner=owner, ttl=ttl, clock=clock)
+    return locks
 
 
-def test_lock_key_range_and_spread() -> None:
-    incidents = [f"inc-{i}" for i in range(20_000)] + ["INC-1", "inc-1 ", " inc-1", "inc-01"]
-    keys = [lock_key(i) for i in incidents]
-    assert all(0 <= key < 2**63 for key in keys)  # a signed 64-bit PostgreSQL bigint, >= 0
-    assert len(set(keys)) == len(incidents)
-    assert lock_key("inc-1") == lock_key("inc-1")
-    assert lock_key("inc-1") != lock_key("INC-1")
+async def test_every_take_bumps_the_epoch_and_release_keeps_it(lease_store: Store) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    first, second = _leases(lease_store, "w1", clock), _leases(lease_store, "w2", clock)
+    async with first.hold("inc-1", wait=0) as epoch:
+        assert epoch == 1 == first.epoch("inc-1")
+        assert second.epoch("inc-1") is None
+    assert first.epoch("inc-1") is None
+    async with second.hold("inc-1", wait=0) as epoch:
+        assert epoch == 2
+    held = await lease_store.ledger.get_ownership("inc-1")
+    assert held is not None and (held.owner, held.epoch, held.expires_at) == (None, 2, None)
+    assert await lease_store.ledger.get_ownership("inc-never") is None
+
+
+async def test_an_expired_hold_is_taken_over_and_the_old_holder_is_fenced(
+    lease_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    paused, live = _leases(lease_store, "paused", clock, 10), _leases(lease_store, "live", clock)
+    ledger = lease_store.ledger
+    assert await paused.try_acquire("inc-1")
+    assert not await live.try_acquire("inc-1")
+    clock.advance(seconds=9.9)
+    assert not await live.try_acquire("inc-1")  # not yet expired
+    clock.advance(seconds=0.2)
+    assert await live.try_acquire("inc-1")
+    assert (paused.epoch("inc-1"), live.epoch("inc-1")) == (1, 2)
+    # The paused holder's writes, named by its epoch, are refused; the live one's go.
+    now = clock()
+    assert await ledger.claim_step("inc-1", "inc-1/step-1/apply", 1, "paused", now) is None
+    claims = await ledger.claim_step("inc-1", "inc-1/step-1/apply", 2, "live", now)
+    assert claims is not None and [(c.epoch, c.owner) for c in claims] == [(2, "live")]
+    assert not await ledger.finish_step("inc-1", "inc-1/step-1/apply", 1, True, "x", now)
+    assert await ledger.finish_step("inc-1", "inc-1/step-1/apply", 2, True, "done", now)
+    later = now + timedelta(seconds=30)
+    assert await ledger.renew_ownership(["inc-1"], "paused", later) == set()
+    assert await ledger.renew_ownership(["inc-1"], "live", later) == {"inc-1"}
+    # Its release changes nothing and says so.
+    with caplog.at_level(logging.ERROR, logger="durable_ir.locks"):
+        await paused.release("inc-1")
+    assert "taken over by another worker" in caplog.text
+    assert not await paused.try_acquire("inc-1")
+    await live.release("inc-1")
+    [claim] = await ledger.step_claims("inc-1")
+    assert (claim.key, claim.epoch, claim.ok, claim.detail) == (
+        "inc-1/step-1/apply",
+        2,
+        True,
+        "done",
+    )
+    assert claim.finished_at == now
+
+
+async def test_an_unfinished_claim_of_an_older_epoch_is_visible_to_the_next_owner(
+    lease_store: Store,
+) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    ledger = lease_store.ledger
+    first, second = _leases(lease_store, "a", clock, 5), _leases(lease_store, "b", clock, 5)
+    assert await first.try_acquire("inc-1")
+    assert await ledger.claim_step("inc-1", "k", 1, "a", clock()) is not None
+    # The same epoch may claim again (a re-run of the node under one hold).
+    again = await ledger.claim_step("inc-1", "k", 1, "a", clock())
+    assert again is not None and len(again) == 1
+    clock.advance(seconds=6)
+    assert await second.try_acquire("inc-1")
+    claims = await ledger.claim_step("inc-1", "k", 2, "b", clock())
+    assert claims is not None
+    assert [(c.epoch, c.finished_at is None) for c in claims] == [(1, True), (2, True)]
+    await second.release("inc-1")
+    await first.release("inc-1")
+
+
+async def test_a_dead_holder_on_this_host_is_taken_over_at_once(lease_store: Store) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    # A worker id of this host whose process does not exist (pid 2**22 + 1 is above the
+    # default pid_max of small machines; if it exists, the test only loses its point).
+    dead = f"{socket.gethostname()[:60]}:{2**22 + 1}:deadbeef"
+    assert (
+        await lease_store.ledger.take_ownership(
+            "inc-1", dead, clock(), clock() + timedelta(hours=1)
+        )
+        == 1
+    )
+    live = _leases(lease_store, "live", clock)
+    assert await live.try_acquire("inc-1")
+    assert live.epoch("inc-1") == 2
+    await live.release("inc-1")
+    # A holder on another host is never presumed dead.
+    assert (
+        await lease_store.ledger.take_ownership(
+            "inc-2", "elsewhere:1:x", clock(), clock() + timedelta(hours=1)
+        )
+        == 1
+    )
+    assert not await live.try_acquire("inc-2")
+
+
+async def test_the_heartbeat_keeps_a_hold_and_notices_a_takeover(
+    lease_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    holder = _leases(lease_store, "holder", clock, ttl=0.3)
+    rival = _leases(lease_store, "rival", clock, ttl=0.3)
+    assert await holder.try_acquire("inc-1")
+    # Renewed every 0.1 s from the (fixed) clock: it never lapses while the clock stands.
+    await asyncio.sleep(0.35)
+    clock.advance(seconds=0.25)
+    assert not await rival.try_acquire("inc-1")  # renewed to clock + ttl
+    # Another worker takes it by force (as if the holder had been paused past its expiry).
+    held = await lease_store.ledger.get_ownership("inc-1")
+    assert held is not None
+    assert (
+        await lease_store.ledger.take_ownership(
+            "inc-1", "rival", clock(), clock() + timedelta(seconds=30), steal_from="holder"
+        )
+        == held.epoch + 1
+    )
+    with caplog.at_level(logging.ERROR, logger="durable_ir.locks"):
+        for _ in range(100):
+            if "taken over by another worker" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+    assert "taken over by another worker" in caplog.text
+    await holder.close()
+    await rival.close()

@@ -27,7 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from _store_child import Child
 from durable_ir import ConfigurationError, InlineSerdePostgresSaver, open_store, parse_database_url
 from durable_ir.ledger import MemoryLedger, PostgresLedger, SqliteLedger
-from durable_ir.locks import FileRangeLocks, PostgresAdvisoryLocks, ProcessLocks
+from durable_ir.locks import LeaseLocks
 from durable_ir.persistence import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, DatabaseURL
 from durable_ir.records import ApprovalStatus, NewApproval
 from support.postgres import database_name, with_database
@@ -264,9 +264,9 @@ def test_str_redacts_every_spelling_of_a_password(url: str, shown: str) -> None:
 # --- open_store -------------------------------------------------------------------------
 
 EXPECTED_TYPES: dict[str, tuple[type[Any], type[Any], type[Any]]] = {
-    "memory": (InMemorySaver, MemoryLedger, ProcessLocks),
-    "sqlite": (AsyncSqliteSaver, SqliteLedger, FileRangeLocks),
-    "postgres": (InlineSerdePostgresSaver, PostgresLedger, PostgresAdvisoryLocks),
+    "memory": (InMemorySaver, MemoryLedger, LeaseLocks),
+    "sqlite": (AsyncSqliteSaver, SqliteLedger, LeaseLocks),
+    "postgres": (InlineSerdePostgresSaver, PostgresLedger, LeaseLocks),
 }
 
 
@@ -325,7 +325,7 @@ async def test_open_store_gives_the_backend_types_and_closes_cleanly(database_ur
     if backend == "sqlite":
         # The last connection to close checkpoints and removes the WAL file.
         assert not Path(store.url.target + "-wal").exists()
-        assert Path(store.url.target + ".locks").exists()
+        assert not Path(store.url.target + ".locks").exists()  # locks are rows now
     if backend != "memory":
         with pytest.raises(Exception) as caught:
             await store.ledger.get("a-1")

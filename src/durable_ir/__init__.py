@@ -39,6 +39,7 @@ from durable_ir.errors import (
     InvalidDecision,
     InvalidInput,
     NotFound,
+    OwnershipLost,
 )
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.notifications import IncidentEvent, IncidentNotifier, send_once
@@ -103,6 +104,7 @@ __all__ = [
     "InvalidDecision",
     "InvalidInput",
     "NotFound",
+    "OwnershipLost",
     "RcaConfig",
     "Reject",
     "RemediationPlan",

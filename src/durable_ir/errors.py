@@ -10,7 +10,8 @@
     ├── NotFound (LookupError)               no such incident or approval
     ├── Conflict                             not in a state that accepts the operation
     │   └── GraphVersionUnavailable          its graph version is not runnable here
-    └── IncidentBusy                         another worker holds the incident
+    ├── IncidentBusy                         another worker holds the incident
+    └── OwnershipLost                        this worker's hold was taken over (fenced)
 
 Example:
     >>> from durable_ir.errors import Conflict, DurableIRError
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidDecision",
     "InvalidInput",
     "NotFound",
+    "OwnershipLost",
 ]
 
 
@@ -131,3 +133,24 @@ class IncidentBusy(DurableIRError):
     A decision that met this is recorded already; the holder, or ``Runtime.recover()``,
     applies it.
     """
+
+
+class OwnershipLost(DurableIRError):
+    """This worker no longer owns the incident: its ownership lease expired (the process was
+    paused, partitioned or too slow to renew it) and another worker took the incident over
+    with a higher epoch. The write that found out did not happen, and the run stops there
+    without a further side effect; the new owner carries the incident on.
+
+    Example:
+        >>> err = OwnershipLost("inc-1", 3)
+        >>> err.incident_id, err.epoch
+        ('inc-1', 3)
+    """
+
+    def __init__(self, incident_id: str, epoch: int, detail: str = "") -> None:
+        message = (
+            f"incident {incident_id!r}: ownership epoch {epoch} was taken over by another worker"
+        )
+        super().__init__(message + (f" ({detail})" if detail else ""))
+        self.incident_id = incident_id
+        self.epoch = epoch

@@ -4,13 +4,12 @@ Only the holder of an incident's lock runs its graph: starting it, resuming it w
 decision, or recovering it. LangGraph itself locks nothing, and two concurrent resumes of one
 thread would both run the downstream nodes.
 
-- :class:`PostgresAdvisoryLocks`: a session-level ``pg_try_advisory_lock`` on a dedicated
-  pooled connection. PostgreSQL releases it if the holder's process dies. (It needs a session,
-  so behind pgbouncer point the lock pool at a session-mode port or at PostgreSQL itself.)
-- :class:`FileRangeLocks`: a POSIX byte-range lock (``fcntl.lockf``) on one byte of a lock file
-  next to the SQLite database, chosen by hashing the incident id. The kernel releases it if the
-  holder dies.
-- :class:`ProcessLocks`: within one process only, for ``memory://``.
+- :class:`LeaseLocks`: the stores' lock (PostgreSQL, SQLite, memory): an ownership lease in
+  the database with a fencing epoch, renewed by a heartbeat. It holds no session state, so it
+  works behind transaction poolers; a holder that stops renewing (dead, paused, partitioned)
+  is taken over after ``ttl`` seconds, and the epoch refuses its later writes.
+- :class:`ProcessLocks`: within one process only, without epochs (for tests and custom
+  stores).
 
 Example:
     >>> import asyncio
@@ -25,35 +24,25 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
-import hashlib
 import logging
-import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
+from typing import ClassVar
 
+from durable_ir.clock import Clock, system_clock
 from durable_ir.errors import IncidentBusy
+from durable_ir.leases import owner_is_gone, worker_id
+from durable_ir.ledger import ApprovalLedger
 
-if TYPE_CHECKING:  # psycopg is loaded only by the PostgreSQL store
-    from psycopg import AsyncConnection
-    from psycopg_pool import AsyncConnectionPool
-
-__all__ = ["FileRangeLocks", "IncidentLocks", "PostgresAdvisoryLocks", "ProcessLocks", "lock_key"]
+__all__ = ["IncidentLocks", "LeaseLocks", "ProcessLocks"]
 
 log = logging.getLogger("durable_ir.locks")
 
 _POLL_START_S = 0.005
 _POLL_MAX_S = 0.1
-
-
-def lock_key(incident_id: str) -> int:
-    """A stable signed 63-bit key for ``incident_id`` (the same in every process)."""
-    digest = hashlib.blake2b(f"durable-ir:incident:{incident_id}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big") >> 1
 
 
 class IncidentLocks(ABC):
@@ -67,13 +56,25 @@ class IncidentLocks(ABC):
     async def release(self, incident_id: str) -> None:
         """Give back a lock this object holds."""
 
+    def bind(self, *, owner: str, ttl: float, clock: Clock) -> None:  # noqa: B027 - optional
+        """Hold locks as ``owner`` (a runtime's worker id), for ``ttl`` seconds between
+        heartbeats, timed by ``clock``; locks without leases ignore it."""
+
+    def epoch(self, incident_id: str) -> int | None:
+        """The fencing epoch of this object's hold on ``incident_id`` (``None``: not held, or
+        locks without epochs)."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Release resources held for locking."""
 
     @asynccontextmanager
-    async def hold(self, incident_id: str, *, wait: float | None = None) -> AsyncIterator[None]:
+    async def hold(
+        self, incident_id: str, *, wait: float | None = None
+    ) -> AsyncIterator[int | None]:
         """Hold the lock for the ``async with`` block, waiting up to ``wait`` seconds
-        (``None``: forever; ``0``: not at all). Raises ``IncidentBusy`` on time-out."""
+        (``None``: forever; ``0``: not at all), and give its fencing epoch (``None`` for locks
+        without one). Raises ``IncidentBusy`` on time-out."""
         deadline = None if wait is None else time.monotonic() + wait
         pause = _POLL_START_S
         while not await self.try_acquire(incident_id):
@@ -82,7 +83,7 @@ class IncidentLocks(ABC):
             await asyncio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX_S)
         try:
-            yield
+            yield self.epoch(incident_id)
         finally:
             await self.release(incident_id)
 
@@ -106,111 +107,161 @@ class ProcessLocks(IncidentLocks):
         self._held.discard((self._scope, incident_id))
 
 
-class FileRangeLocks(IncidentLocks):
-    """Cross-process locks as byte-range locks on one file.
+class LeaseLocks(IncidentLocks):
+    """Ownership leases in the database, each with a fencing epoch: the lock of the
+    PostgreSQL, SQLite and memory stores.
 
-    POSIX record locks belong to the process, not to the file descriptor, so a
-    :class:`ProcessLocks` with the file's path as scope excludes other holders in this
-    process first, and one descriptor per path is shared by every user in the process (closing
-    any descriptor of the file would drop all of the process's locks on it).
+    Taking an incident is one conditional write (:meth:`ApprovalLedger.take_ownership`) that
+    bumps its epoch; a heartbeat renews this worker's holds every third of ``ttl``. A holder
+    that stops renewing — dead, or paused (a long GC pause, a frozen VM, a partition) — loses
+    its hold ``ttl`` seconds later, or at once if it was a process on this host that no longer
+    exists; the next taker gets a higher epoch, and every write the old holder still tries
+    names its epoch and is refused (:class:`~durable_ir.errors.OwnershipLost`).
+
+    Nothing here is session state: it works the same directly, behind PgBouncer in session
+    mode and in transaction mode, and across a PostgreSQL restart.
     """
 
-    _files: ClassVar[dict[str, tuple[int, int]]] = {}  # path -> (fd, users)
+    def __init__(
+        self,
+        ledger: ApprovalLedger,
+        *,
+        owner: str | None = None,
+        ttl: float = 30.0,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._ledger = ledger
+        self.owner = owner or worker_id()
+        self.ttl = ttl
+        self.clock = clock
+        self._held: dict[str, int] = {}
+        self._taking: set[str] = set()
+        self._lost: set[str] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._failing = False
+        self._bound = False
 
-    def __init__(self, path: str) -> None:
-        self._path = os.path.abspath(path)
-        self._local = ProcessLocks(scope=f"file:{self._path}")
-        fd, users = self._files.get(self._path, (-1, 0))
-        if fd < 0:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._files[self._path] = (fd, users + 1)
-        self._fd = fd
-        self._closed = False
+    def bind(self, *, owner: str, ttl: float, clock: Clock) -> None:
+        """Take the first runtime's worker id, lease ttl and clock; later runtimes on the same
+        store share them (one owner per store)."""
+        if self._bound:
+            return
+        self._bound = True
+        self.owner, self.ttl, self.clock = owner, ttl, clock
+
+    def epoch(self, incident_id: str) -> int | None:
+        return self._held.get(incident_id)
 
     async def try_acquire(self, incident_id: str) -> bool:
-        if not await self._local.try_acquire(incident_id):
+        if incident_id in self._held or incident_id in self._taking:
             return False
+        self._taking.add(incident_id)
         try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, lock_key(incident_id))
-        except OSError as exc:
-            await self._local.release(incident_id)
-            if exc.errno in (errno.EACCES, errno.EAGAIN):
+            # A hold in this worker's name that it does not hold (a release that failed, in
+            # an outage) is stale: take it back at once.
+            epoch = await self._take(incident_id, self.owner)
+            if epoch is None:
+                holder = await self._ledger.get_ownership(incident_id)
+                if holder is not None and holder.owner and owner_is_gone(holder.owner):
+                    epoch = await self._take(incident_id, holder.owner)
+                    if epoch is not None:
+                        log.warning(
+                            "took incident %s over from %s, a process on this host that no "
+                            "longer exists (epoch %d)",
+                            incident_id,
+                            holder.owner,
+                            epoch,
+                        )
+            if epoch is None:
                 return False
-            raise
-        return True
+            self._held[incident_id] = epoch
+            self._lost.discard(incident_id)
+            self._start_heartbeat()
+            return True
+        finally:
+            self._taking.discard(incident_id)
+
+    async def _take(self, incident_id: str, steal_from: str | None) -> int | None:
+        now = self.clock()
+        return await self._ledger.take_ownership(
+            incident_id,
+            self.owner,
+            now,
+            now + timedelta(seconds=self.ttl),
+            steal_from=steal_from,
+        )
 
     async def release(self, incident_id: str) -> None:
+        """Give the incident back. If another worker took it over meanwhile, say so (once, as
+        an error): whatever this worker still tried to write after that was refused."""
+        epoch = self._held.pop(incident_id, None)
+        if epoch is None:
+            return
         try:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, lock_key(incident_id))
-        finally:
-            await self._local.release(incident_id)
+            released = await self._ledger.release_ownership(incident_id, self.owner, epoch)
+        except Exception as exc:  # the hold expires by itself
+            log.warning(
+                "could not release incident %s (epoch %d; it expires in at most %.0fs): %s",
+                incident_id,
+                epoch,
+                self.ttl,
+                exc,
+            )
+            return
+        if not released and incident_id not in self._lost:
+            self._report_lost(incident_id, epoch)
+        self._lost.discard(incident_id)
+
+    def _report_lost(self, incident_id: str, epoch: int) -> None:
+        self._lost.add(incident_id)
+        log.error(
+            "incident %s was taken over by another worker while this one held it (epoch %d): "
+            "this worker's hold lapsed (paused or cut off for more than %.0fs); its further "
+            "writes are refused",
+            incident_id,
+            epoch,
+            self.ttl,
+        )
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._beat(), name="durable-ir ownership heartbeat"
+            )
+
+    async def _beat(self) -> None:
+        interval = self.ttl / 3
+        while self._held:
+            await asyncio.sleep(interval)
+            held = dict(self._held)
+            if not held:
+                return
+            try:
+                kept = await self._ledger.renew_ownership(
+                    list(held), self.owner, self.clock() + timedelta(seconds=self.ttl)
+                )
+            except Exception as exc:
+                if not self._failing:
+                    log.error(
+                        "ownership heartbeat failed (retrying every %.1fs): %s", interval, exc
+                    )
+                self._failing = True
+                continue
+            if self._failing:
+                log.info("ownership heartbeat works again")
+            self._failing = False
+            for incident_id, epoch in held.items():
+                lapsed = incident_id not in kept and incident_id not in self._lost
+                if lapsed and self._held.get(incident_id) == epoch:
+                    self._report_lost(incident_id, epoch)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        fd, users = self._files[self._path]
-        if users <= 1:
-            del self._files[self._path]
-            os.close(fd)
-        else:
-            self._files[self._path] = (fd, users - 1)
-
-
-class PostgresAdvisoryLocks(IncidentLocks):
-    """Session-level advisory locks, each held on its own pooled connection."""
-
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self._pool = pool
-        self._held: dict[str, AsyncConnection[Any]] = {}
-
-    async def try_acquire(self, incident_id: str) -> bool:
-        if incident_id in self._held:
-            return False
-        conn = await self._pool.getconn()
-        try:
-            cur = await conn.execute(
-                "SELECT pg_try_advisory_lock(%s) AS ok", (lock_key(incident_id),)
-            )
-            row = await cur.fetchone()
-        except BaseException:
-            await self._pool.putconn(conn)
-            raise
-        if row is None or not _first(row):
-            await self._pool.putconn(conn)
-            return False
-        self._held[incident_id] = conn
-        return True
-
-    async def release(self, incident_id: str) -> None:
-        """Unlock, and give the lock's connection back to the pool.
-
-        If that connection died while the lock was held (PostgreSQL restarted, or
-        ``pg_terminate_backend`` ended the session), the server released the lock when the
-        session ended: that is logged, once, as a warning, and not raised, since whatever ran
-        under the lock has finished by now. The pool discards the dead connection.
-        """
-        import psycopg  # loaded already: this connection is psycopg's
-
-        conn = self._held.pop(incident_id, None)
-        if conn is None:
-            return
-        try:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(incident_id),))
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            log.warning(
-                "the lock of incident %s was lost with its database connection (%s: %s): "
-                "PostgreSQL released it when the session ended, so another worker could "
-                "have taken the incident while this one still ran it",
-                incident_id,
-                type(exc).__name__,
-                (str(exc).strip().splitlines() or ["no message"])[0],
-            )
-        finally:
-            await self._pool.putconn(conn)
-
-
-def _first(row: object) -> Any:
-    if isinstance(row, dict):
-        return next(iter(row.values()))
-    return row[0]  # type: ignore[index]
+        """Stop the heartbeat and give back what is still held."""
+        task, self._heartbeat = self._heartbeat, None
+        if task is not None and not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        for incident_id in list(self._held):
+            with suppress(Exception):
+                await self.release(incident_id)

@@ -4,9 +4,9 @@ the per-incident locks, all in the same database.
 =================================  ========================  ==============  ================
 URL                                checkpointer              ledger          locks
 =================================  ========================  ==============  ================
-``postgresql://user@host/db``      InlineSerdePostgresSaver  PostgresLedger  advisory locks
-``sqlite:///path/to/incidents.db`` AsyncSqliteSaver          SqliteLedger    file range locks
-``memory://``                      InMemorySaver             MemoryLedger    in-process locks
+``postgresql://user@host/db``      InlineSerdePostgresSaver  PostgresLedger  ownership leases
+``sqlite:///path/to/incidents.db`` AsyncSqliteSaver          SqliteLedger    ownership leases
+``memory://``                      InMemorySaver             MemoryLedger    ownership leases
 =================================  ========================  ==============  ================
 
 ``sqlite:///relative.db`` is relative to the working directory, ``sqlite:////abs.db`` is
@@ -28,7 +28,6 @@ import asyncio
 import os
 import re
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -44,7 +43,7 @@ from durable_ir.errors import ConfigurationError
 from durable_ir.ledger.base import ApprovalLedger
 from durable_ir.ledger.memory import MemoryLedger
 from durable_ir.ledger.sqlite import SqliteLedger
-from durable_ir.locks import FileRangeLocks, IncidentLocks, ProcessLocks
+from durable_ir.locks import IncidentLocks, LeaseLocks
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -175,8 +174,8 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """Open (and set up, idempotently) the store behind ``url``; close everything on exit.
 
-    ``pool_size`` bounds PostgreSQL connections; each incident being run holds one extra
-    connection for its lock. ``checkpointer`` replaces the URL's own saver with yours (any
+    ``pool_size`` bounds PostgreSQL connections (a lock holds none: it is a row).
+    ``checkpointer`` replaces the URL's own saver with yours (any
     ``BaseCheckpointSaver``, set up and closed by you); the ledger and the locks still live
     behind ``url``.
 
@@ -191,7 +190,7 @@ async def open_store(
                                   and callable(getattr(serde, "loads_typed", None))):  # fmt: skip
         raise ConfigurationError(f"serde must have dumps_typed/loads_typed: {serde!r}")
     if pool_size < 2:
-        raise ConfigurationError("pool_size must be at least 2 (one for a lock, one for work)")
+        raise ConfigurationError("pool_size must be at least 2")
     async with AsyncExitStack() as stack:
         if parsed.backend == "postgres":
             # Imported here: SQLite and memory stores never load psycopg.
@@ -210,12 +209,8 @@ async def open_store(
         elif parsed.backend == "sqlite":
             store = await _open_sqlite(stack, parsed, serde)
         else:
-            store = Store(
-                parsed,
-                InMemorySaver(serde=serde),
-                MemoryLedger(),
-                ProcessLocks(f"memory:{uuid.uuid4()}"),
-            )
+            memory = MemoryLedger()
+            store = Store(parsed, InMemorySaver(serde=serde), memory, LeaseLocks(memory))
         if checkpointer is not None:
             if not isinstance(checkpointer, BaseCheckpointSaver):
                 raise ConfigurationError(
@@ -271,6 +266,6 @@ async def _open_sqlite(
         await ledger.setup()
     except sqlite3.DatabaseError as exc:
         raise ConfigurationError(f"{url.target} is not a usable SQLite database: {exc}") from exc
-    locks = FileRangeLocks(f"{url.target}.locks")
+    locks = LeaseLocks(ledger)
     stack.push_async_callback(locks.close)
     return Store(url, saver, ledger, locks)

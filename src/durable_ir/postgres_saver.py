@@ -14,6 +14,13 @@ read by the other), and only ``aput``, ``aput_writes`` and the loading of a chec
 differ, by not leaving the event loop. :func:`durable_ir.open_store` uses it for
 ``postgresql://`` URLs; it can also stand alone wherever ``AsyncPostgresSaver`` is used.
 
+**Fencing.** When the config of a run carries an ownership epoch (the runtime puts it under
+``EPOCH_CONFIG_KEY``), the checkpoint row is written only while that epoch still owns the
+incident — the condition folded into the same ``INSERT``, no extra round trip — and
+:class:`~durable_ir.errors.OwnershipLost` is raised instead: a worker that was paused and
+taken over cannot add a checkpoint after the new owner's. Configs without an epoch (the saver
+used on its own) write exactly as ``AsyncPostgresSaver`` does.
+
 A graph state of many megabytes would hold the event loop for its serialisation (a few ms
 per MB) instead of a worker thread — where it would also hold the GIL.
 
@@ -49,6 +56,9 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from durable_ir.errors import OwnershipLost
+from durable_ir.ledger.ownership import EPOCH_CONFIG_KEY, FENCE
+
 try:  # delta channels (beta): their snapshots are stored as blobs with a marker inline
     from langgraph.checkpoint.serde.types import _DeltaSnapshot
 except ImportError:  # a langgraph-checkpoint without them: no value is one
@@ -58,6 +68,19 @@ except ImportError:  # a langgraph-checkpoint without them: no value is one
 
 
 __all__ = ["InlineSerdePostgresSaver"]
+
+FENCED_UPSERT_CHECKPOINTS_SQL = f"""
+    INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+                             checkpoint, metadata)
+    SELECT %s, %s, %s, %s, %s, %s WHERE {FENCE}
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+    DO UPDATE SET
+        checkpoint = EXCLUDED.checkpoint,
+        metadata = EXCLUDED.metadata
+    RETURNING 1 AS written
+"""
+"""LangGraph's checkpoint upsert, done only while the run's ownership epoch holds (the thread
+id is the incident id)."""
 
 _INLINE_TYPES = (str, int, float, bool)
 """Channel values the saver keeps in the checkpoint's own JSON rather than as blobs."""
@@ -112,23 +135,27 @@ class InlineSerdePostgresSaver(AsyncPostgresSaver):
         inline, blobs = _split_channel_values(checkpoint["channel_values"])
         changed = {name: v for name, v in new_versions.items() if name in blobs}
         stored = {**checkpoint, "channel_values": inline}
+        row = (
+            thread_id,
+            checkpoint_ns,
+            checkpoint["id"],
+            parent_id,
+            Jsonb(stored),
+            Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+        )
+        epoch = configurable.get(EPOCH_CONFIG_KEY)
         async with self._cursor(pipeline=True) as cur:
             if changed:
                 await cur.executemany(
                     self.UPSERT_CHECKPOINT_BLOBS_SQL,
                     self._dump_blobs(thread_id, checkpoint_ns, blobs, changed),
                 )
-            await cur.execute(
-                self.UPSERT_CHECKPOINTS_SQL,
-                (
-                    thread_id,
-                    checkpoint_ns,
-                    checkpoint["id"],
-                    parent_id,
-                    Jsonb(stored),
-                    Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
-                ),
-            )
+            if epoch is None:
+                await cur.execute(self.UPSERT_CHECKPOINTS_SQL, row)
+            else:
+                await cur.execute(FENCED_UPSERT_CHECKPOINTS_SQL, (*row, thread_id, epoch))
+                if await cur.fetchone() is None:
+                    raise OwnershipLost(str(thread_id), int(epoch), "checkpoint not written")
         return _checkpoint_config(thread_id, checkpoint_ns, checkpoint["id"])
 
     async def aput_writes(

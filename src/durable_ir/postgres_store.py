@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import select
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, LiteralString
 
 import psycopg
@@ -26,14 +27,15 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from durable_ir.errors import ConfigurationError
+from durable_ir.leases import owner_is_gone, worker_id
 from durable_ir.ledger.postgres import PostgresLedger
-from durable_ir.locks import PostgresAdvisoryLocks
+from durable_ir.locks import LeaseLocks
 from durable_ir.postgres_saver import InlineSerdePostgresSaver
 
 __all__ = ["open_postgres"]
 
 _SETUP_LOCK_KEY = 0x6475726162_6C65  # "durable"
-"""The advisory lock key that serialises schema setup across processes."""
+"""The transaction-scoped advisory lock key under which the setup lease table is created."""
 
 
 async def open_postgres(
@@ -43,7 +45,7 @@ async def open_postgres(
     pool_size: int,
     connect_timeout: float,
     serde: SerializerProtocol | None,
-) -> tuple[InlineSerdePostgresSaver, PostgresLedger, PostgresAdvisoryLocks]:
+) -> tuple[InlineSerdePostgresSaver, PostgresLedger, LeaseLocks]:
     """Connect to ``target`` (a libpq URL; ``shown`` is how messages name it, without a
     password), set up the saver's and the ledger's tables (once, under an advisory lock,
     however many processes start at once) and return the saver, the ledger and the locks on
@@ -82,22 +84,64 @@ async def open_postgres(
     # AsyncPostgresSaver, minus its thread hop for every (de)serialisation: see its module.
     saver = InlineSerdePostgresSaver(conn=pool, serde=serde)
     ledger = PostgresLedger(pool)
-    locks = PostgresAdvisoryLocks(pool)
-    # Several processes may start at once: migrate under one advisory lock. setup() runs
-    # CREATE INDEX CONCURRENTLY, which waits for every open snapshot, including that of a
-    # process blocked in pg_advisory_lock() behind us: so wait by polling the try-variant,
-    # which holds no snapshot between attempts.
-    async with pool.connection() as guard:
+    locks = LeaseLocks(ledger)
+    stack.push_async_callback(locks.close)
+    async with _setup_lease(pool):
+        await saver.setup()
+        await ledger.setup()
+    return saver, ledger, locks
+
+
+_SETUP_TABLE: LiteralString = (
+    "CREATE TABLE IF NOT EXISTS durable_ir_setup_lease"
+    " (id int PRIMARY KEY, owner text, expires_at timestamptz)"
+)
+_TAKE_SETUP: LiteralString = (
+    "INSERT INTO durable_ir_setup_lease AS l (id, owner, expires_at)"
+    " VALUES (1, %s, clock_timestamp() + make_interval(secs => %s))"
+    " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+    " WHERE l.owner IS NULL OR l.expires_at < clock_timestamp() OR l.owner = %s"
+    " RETURNING id"
+)
+_SETUP_HOLDER: LiteralString = "SELECT owner FROM durable_ir_setup_lease WHERE id = 1"
+_RELEASE_SETUP: LiteralString = (
+    "UPDATE durable_ir_setup_lease SET owner = NULL, expires_at = NULL WHERE id = 1 AND owner = %s"
+)
+_SETUP_LEASE_S = 120.0
+"""How long a process setting up the schema may take before another may start over."""
+
+
+@asynccontextmanager
+async def _setup_lease(pool: AsyncConnectionPool[Any]) -> AsyncIterator[None]:
+    """Serialise schema setup across processes without session state (so it works behind a
+    transaction pooler): a lease row, taken by a conditional upsert and polled for. Its table
+    is created under a transaction-scoped advisory lock, which a pooler keeps on one server
+    connection for the transaction. ``setup()`` runs ``CREATE INDEX CONCURRENTLY``, which waits
+    for every open snapshot: polling holds none between attempts."""
+    me = worker_id()
+    async with pool.connection() as conn:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK_KEY,))
+            await conn.execute(_SETUP_TABLE)
         pause = 0.01
-        while not await _fetch_flag(guard, "SELECT pg_try_advisory_lock(%s)", _SETUP_LOCK_KEY):
+        while True:
+            cur = await conn.execute(_TAKE_SETUP, (me, _SETUP_LEASE_S, ""))
+            if await cur.fetchone():
+                break
+            cur = await conn.execute(_SETUP_HOLDER)
+            row = await cur.fetchone()
+            holder = row["owner"] if row else None
+            if holder and owner_is_gone(holder):
+                cur = await conn.execute(_TAKE_SETUP, (me, _SETUP_LEASE_S, holder))
+                if await cur.fetchone():
+                    break
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)
-        try:
-            await saver.setup()
-            await ledger.setup()
-        finally:
-            await guard.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
-    return saver, ledger, locks
+    try:
+        yield
+    finally:
+        async with pool.connection() as conn:
+            await conn.execute(_RELEASE_SETUP, (me,))
 
 
 class _DroppedConnectionCheck:
@@ -140,9 +184,3 @@ def _socket_readable(conn: AsyncConnection[Any]) -> bool:
         return bool(readable)
     except (OSError, ValueError, psycopg.Error):
         return True
-
-
-async def _fetch_flag(conn: AsyncConnection[Any], query: LiteralString, key: int) -> bool:
-    cur = await conn.execute(query, (key,))
-    row = await cur.fetchone()
-    return bool(row and next(iter(row.values())))

@@ -21,8 +21,10 @@ __all__ = [
     "NewApproval",
     "NewIncident",
     "NotificationRecord",
+    "Ownership",
     "PendingGroup",
     "RunLease",
+    "StepClaim",
     "version_key",
 ]
 
@@ -270,3 +272,40 @@ class NotificationRecord:
     channel: str
     sent_at: datetime
     result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who holds an incident now: the fencing record behind its lock.
+
+    Taking an incident is a conditional write that bumps ``epoch``; every write a run makes
+    afterwards (step claims, step results, checkpoints through durable-ir's PostgreSQL saver)
+    names that epoch and does not happen once a higher one exists. ``owner`` is ``None``
+    while nobody holds it; ``expires_at`` is when a holder that stopped renewing may be
+    taken over.
+    """
+
+    incident_id: str
+    owner: str | None
+    epoch: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StepClaim:
+    """One owner's claim to run one remediation step, written before its executor runs.
+
+    ``key`` is the step's idempotency key; ``epoch`` the ownership epoch that claimed it.
+    ``finished_at`` stays ``None`` until that owner recorded the step's result (``ok``,
+    ``detail``): a claim of an older epoch left unfinished means the step is *in doubt* — it
+    may or may not have taken effect — and the next owner runs it again with the same key.
+    """
+
+    incident_id: str
+    key: str
+    epoch: int
+    owner: str
+    claimed_at: datetime
+    finished_at: datetime | None = None
+    ok: bool | None = None
+    detail: str | None = None

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -35,12 +36,16 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
 from durable_ir.clock import Clock
-from durable_ir.errors import GraphVersionUnavailable
+from durable_ir.errors import GraphVersionUnavailable, OwnershipLost
 from durable_ir.graphs import RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger import ApprovalLedger
+from durable_ir.ledger.ownership import EPOCH_CONFIG_KEY
+from durable_ir.locks import IncidentLocks
 from durable_ir.metrics import METRICS
 from durable_ir.tracing import span
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PAUSED_KEY", "GraphRunner", "RunCheck", "has_work_left", "outcome_of"]
 
@@ -75,12 +80,19 @@ class GraphRunner:
     """Invokes incident graphs under their lease and records how each run went."""
 
     def __init__(
-        self, ledger: ApprovalLedger, leases: LeaseKeeper, clock: Clock, retry_after: float
+        self,
+        ledger: ApprovalLedger,
+        leases: LeaseKeeper,
+        clock: Clock,
+        retry_after: float,
+        *,
+        locks: IncidentLocks | None = None,
     ) -> None:
         self.ledger = ledger
         self.leases = leases
         self.clock = clock
         self.retry_after = retry_after
+        self.locks = locks
 
     async def run(
         self,
@@ -98,7 +110,18 @@ class GraphRunner:
         the index is told the run ended: if it raises ``GraphVersionUnavailable`` (the graph
         could not see where the incident was paused), the incident is neither closed nor
         retried — its lease is dropped, it stays open — and the error propagates.
+
+        The run carries the epoch of the caller's hold on the incident (in its config, under
+        ``EPOCH_CONFIG_KEY``): step claims and checkpoints are fenced on it. If another worker
+        took the incident over meanwhile, the run stops at its next fenced write with
+        :class:`~durable_ir.errors.OwnershipLost`, and nothing more is written for it here.
         """
+        epoch = self.locks.epoch(incident_id) if self.locks is not None else None
+        if epoch is not None:
+            config = {
+                **config,
+                "configurable": {**config.get("configurable", {}), EPOCH_CONFIG_KEY: epoch},
+            }
         async with self.leases.running(incident_id):
             try:
                 with span(
@@ -108,6 +131,12 @@ class GraphRunner:
                     graph_version=graph.version,
                 ):
                     result = await graph.compiled.ainvoke(run_input, config, durability="sync")
+            except OwnershipLost as lost:
+                # Another worker owns the incident now: the lease, the outcome and any retry
+                # are its to write, not ours.
+                METRICS.run_failures.inc()
+                log.error("%s: this run stops here", lost)
+                raise
             except Exception as exc:
                 METRICS.run_failures.inc()
                 retry_at = self.clock() + timedelta(seconds=self.retry_after)

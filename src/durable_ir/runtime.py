@@ -211,9 +211,12 @@ class Runtime:
         self.sla = sla or SlaPolicy()
         self.graphs = GraphRegistry(store.checkpointer)
         self.leases = LeaseKeeper(store.ledger, ttl=lease_ttl, clock=clock)
+        store.locks.bind(owner=self.leases.owner, ttl=lease_ttl, clock=clock)
         self._lock_timeout = lock_timeout
         self._unstarted_grace = unstarted_grace
-        self._runner = GraphRunner(store.ledger, self.leases, clock, retry_after=lease_ttl)
+        self._runner = GraphRunner(
+            store.ledger, self.leases, clock, retry_after=lease_ttl, locks=store.locks
+        )
         self._decider = Decider(
             store, self.graphs, self._services, clock, lock_timeout, self._runner, self.leases
         )
@@ -240,6 +243,7 @@ class Runtime:
             sla=self.sla,
             graph=registered.name,
             graph_version=registered.version,
+            worker=self.leases.owner,
         )
 
     def register(

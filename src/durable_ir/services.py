@@ -41,6 +41,8 @@ class NodeServices:
     """Filled by the approval node during the invocation: the approval ids whose decision it
     took and routed on. The runtime marks a decision applied only if its node took it (or
     the graph shows it moved past it): never because an interrupt is missing."""
+    worker: str = ""
+    """The runtime's worker id: who step claims name as their owner."""
 
 
 def services_from(config: RunnableConfig | Mapping[str, Any]) -> NodeServices:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,7 +22,8 @@ from durable_ir.alerts import Alert, parse_generic
 from durable_ir.builder.planning import Planner, RollbackRule, plan_from_hypothesis
 from durable_ir.builder.triage import SeverityRule, Triager, TriageResult, triage_by_rules
 from durable_ir.clock import Clock
-from durable_ir.errors import ConfigurationError
+from durable_ir.errors import ConfigurationError, OwnershipLost
+from durable_ir.ledger.ownership import EPOCH_CONFIG_KEY
 from durable_ir.logs import log_context
 from durable_ir.notifications import EventKind, IncidentEvent, IncidentNotifier, send_once
 from durable_ir.records import ApprovalRecord
@@ -276,6 +277,48 @@ class IncidentNodes:
             phase=phase,
         )
 
+    async def _run_claimed(
+        self, step: StepAction, context: StepContext, config: RunnableConfig
+    ) -> tuple[bool, str]:
+        """Run an apply or rollback step under a claim fenced on the run's ownership epoch.
+
+        The claim is written before the executor runs and finished with its result after;
+        either write failing means another worker took the incident over, and
+        ``OwnershipLost`` stops the run. A step an earlier owner finished is not run again
+        (its recorded result stands); one it claimed and left unfinished runs again with the
+        same idempotency key and ``in_doubt=True``. Outside a runtime (no epoch), the step
+        just runs."""
+        services = _services(config)
+        epoch = (config.get("configurable") or {}).get(EPOCH_CONFIG_KEY)
+        if services is None or epoch is None:
+            return await self._run_step(step, context)
+        ledger, key, incident_id = services.ledger, context.idempotency_key, context.incident_id
+        claims = await ledger.claim_step(incident_id, key, epoch, services.worker, services.clock())
+        if claims is None:
+            raise OwnershipLost(incident_id, epoch, f"step {key} not claimed")
+        earlier = [c for c in claims if c.epoch < epoch]
+        finished = [c for c in earlier if c.finished_at is not None]
+        if finished:
+            ok, detail = bool(finished[-1].ok), str(finished[-1].detail or "")
+            detail = f"{detail} (finished by an earlier owner, epoch {finished[-1].epoch})"
+        else:
+            if earlier:
+                log.warning(
+                    "incident %s: step %s is in doubt (claimed by epoch %d, never finished): "
+                    "running it again with the same idempotency key",
+                    incident_id,
+                    key,
+                    earlier[-1].epoch,
+                    extra=log_context(incident_id, event="step_in_doubt"),
+                )
+            claimed = replace(context, epoch=epoch, in_doubt=bool(earlier))
+            ok, detail = await self._run_step(step, claimed)
+        if not await ledger.finish_step(
+            incident_id, key, epoch, ok, detail[:4_000], services.clock()
+        ):
+            raise OwnershipLost(incident_id, epoch, f"result of step {key} not recorded")
+        return ok, detail
+
     async def _run_step(self, step: StepAction, context: StepContext) -> tuple[bool, str]:
         """One executor call for ``context.phase``, as ``(ok, detail)``: an executor that
         raises has failed the step, it has not crashed the run."""
@@ -307,7 +350,8 @@ class IncidentNodes:
             return _with_timeline(decided, refused | self.event(config, "apply", detail))
         number = len(done) + 1
         step = plan.steps[number - 1]
-        ok, detail = await self._run_step(step, self._context(state, config, number, "apply"))
+        context = self._context(state, config, number, "apply")
+        ok, detail = await self._run_claimed(step, context, config)
         record = {
             "number": number,
             "action": step.action,
@@ -338,7 +382,7 @@ class IncidentNodes:
             ok, detail = True, "nothing to undo"
         else:
             context = self._context(state, config, number, "rollback")
-            ok, detail = await self._run_step(step.rollback, context)
+            ok, detail = await self._run_claimed(step.rollback, context, config)
         record = {"number": number, "ok": ok, "detail": detail, "at": self.now(config).isoformat()}
         verb = "undone" if ok else "rollback FAILED"
         return {"rolled_back": [record]} | self.event(

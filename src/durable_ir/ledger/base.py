@@ -27,8 +27,10 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    Ownership,
     PendingGroup,
     RunLease,
+    StepClaim,
 )
 from durable_ir.text import check_json_text, check_text
 
@@ -38,6 +40,7 @@ __all__ = [
     "DecisionWrite",
     "LateDecision",
     "VersionCount",
+    "as_datetime",
     "check_aware",
     "check_incident_status",
     "check_lease",
@@ -350,6 +353,57 @@ class ApprovalLedger(ABC):
     async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
         """Every notification recorded for ``incident_id``, oldest first."""
 
+    # -- ownership (the incident lock with a fencing epoch) and step claims -----------------
+
+    @abstractmethod
+    async def take_ownership(
+        self,
+        incident_id: str,
+        owner: str,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        steal_from: str | None = None,
+    ) -> int | None:
+        """Take ``incident_id`` for ``owner`` until ``expires_at`` if nobody holds it, its
+        holder's hold expired by ``now``, or its holder is ``steal_from`` (a worker known to
+        be dead). One conditional write that bumps the incident's epoch; returns the new epoch,
+        or ``None`` if another worker holds it."""
+
+    @abstractmethod
+    async def renew_ownership(
+        self, incident_ids: Sequence[str], owner: str, expires_at: datetime
+    ) -> set[str]:
+        """The heartbeat: move ``owner``'s holds on ``incident_ids`` to ``expires_at``.
+        Returns the ids ``owner`` still holds (the others were taken over)."""
+
+    @abstractmethod
+    async def release_ownership(self, incident_id: str, owner: str, epoch: int) -> bool:
+        """Give up ``owner``'s hold of epoch ``epoch``; False if it had been taken over."""
+
+    @abstractmethod
+    async def get_ownership(self, incident_id: str) -> Ownership | None:
+        """Who holds ``incident_id`` (``None``: it was never taken)."""
+
+    @abstractmethod
+    async def claim_step(
+        self, incident_id: str, key: str, epoch: int, owner: str, now: datetime
+    ) -> list[StepClaim] | None:
+        """Claim the step ``key`` of ``incident_id`` for ownership ``epoch`` before running
+        it. Returns every claim of that step, oldest epoch first (this one included), or
+        ``None`` if ``epoch`` no longer owns the incident: then nothing was written."""
+
+    @abstractmethod
+    async def finish_step(
+        self, incident_id: str, key: str, epoch: int, ok: bool, detail: str, now: datetime
+    ) -> bool:
+        """Record the result of a step claimed by ``epoch``; False (nothing written) if
+        ``epoch`` no longer owns the incident."""
+
+    @abstractmethod
+    async def step_claims(self, incident_id: str) -> list[StepClaim]:
+        """Every step claim of ``incident_id``, by key, then epoch."""
+
     async def server_time(self) -> datetime | None:
         """The database server's clock, or ``None`` where the local clock is the database's
         (SQLite, memory): what :class:`~durable_ir.clock.DatabaseClock` follows."""
@@ -359,7 +413,9 @@ class ApprovalLedger(ABC):
         """Release what the ledger holds of its own (the store owns shared connections)."""
 
 
-def _as_datetime(value: object) -> datetime | None:
+def as_datetime(value: object) -> datetime | None:
+    """A stored timestamp (a datetime, or SQLite's integer epoch microseconds) as an aware
+    UTC datetime; ``None`` stays ``None``."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -382,8 +438,8 @@ def record_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> Ap
     def _as_json(value: object) -> Any:
         return json.loads(value) if json_as_text and isinstance(value, str | bytes) else value
 
-    requested_at = _as_datetime(row["requested_at"])
-    deadline_at = _as_datetime(row["deadline_at"])
+    requested_at = as_datetime(row["requested_at"])
+    deadline_at = as_datetime(row["deadline_at"])
     assert requested_at is not None and deadline_at is not None
     return ApprovalRecord(
         approval_id=row["approval_id"],
@@ -396,11 +452,11 @@ def record_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> Ap
         deadline_at=deadline_at,
         status=ApprovalStatus(row["status"]),
         decided_by=row["decided_by"],
-        decided_at=_as_datetime(row["decided_at"]),
+        decided_at=as_datetime(row["decided_at"]),
         reason=row["reason"],
         edited_plan=None if row["edited_plan"] is None else _as_json(row["edited_plan"]),
-        applied_at=_as_datetime(row["applied_at"]),
-        next_due_at=_as_datetime(row["next_due_at"]),
+        applied_at=as_datetime(row["applied_at"]),
+        next_due_at=as_datetime(row["next_due_at"]),
         reminders_sent=int(row["reminders_sent"]),
         graph_version=row["graph_version"],
     )
@@ -521,7 +577,7 @@ def _json_value(value: object, json_as_text: bool) -> Any:
 def incident_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> IncidentRecord:
     """Build an :class:`IncidentRecord` from a ``durable_ir_incidents`` row
     (``json_as_text`` as in :func:`record_from_row`)."""
-    opened_at = _as_datetime(row["opened_at"])
+    opened_at = as_datetime(row["opened_at"])
     assert opened_at is not None
     status = row["status"]
     if status not in _INCIDENT_STATES:
@@ -537,15 +593,15 @@ def incident_from_row(row: Mapping[str, Any], *, json_as_text: bool = False) -> 
         severity=row["severity"],
         alert=None if row["alert"] is None else _json_value(row["alert"], json_as_text),
         alerts_received=int(row["alerts_received"]),
-        last_alert_at=_as_datetime(row["last_alert_at"]),
-        started_at=_as_datetime(row["started_at"]),
-        closed_at=_as_datetime(row["closed_at"]),
+        last_alert_at=as_datetime(row["last_alert_at"]),
+        started_at=as_datetime(row["started_at"]),
+        closed_at=as_datetime(row["closed_at"]),
         outcome=row["outcome"],
         lease_owner=row["lease_owner"],
-        lease_expires_at=_as_datetime(row["lease_expires_at"]),
+        lease_expires_at=as_datetime(row["lease_expires_at"]),
         run_attempts=int(row["run_attempts"]),
         last_error=row["last_error"],
-        pruned_at=_as_datetime(row["pruned_at"]),
+        pruned_at=as_datetime(row["pruned_at"]),
         graph_version=row["graph_version"],
     )
 
@@ -555,7 +611,7 @@ def notification_from_row(
 ) -> NotificationRecord:
     """Build a :class:`NotificationRecord` from a ``durable_ir_notifications`` row
     (``json_as_text`` as in :func:`record_from_row`)."""
-    sent_at = _as_datetime(row["sent_at"])
+    sent_at = as_datetime(row["sent_at"])
     assert sent_at is not None
     return NotificationRecord(
         key=row["key"],

@@ -28,8 +28,10 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    Ownership,
     PendingGroup,
     RunLease,
+    StepClaim,
     version_key,
 )
 
@@ -50,9 +52,90 @@ class MemoryLedger(ApprovalLedger):
         self._incidents: dict[str, IncidentRecord] = {}
         self._open_by_fingerprint: dict[str, str] = {}  # the partial unique index
         self._notifications: dict[str, NotificationRecord] = {}
+        self._owners: dict[str, Ownership] = {}
+        self._claims: dict[tuple[str, str, int], StepClaim] = {}
 
     async def setup(self) -> None:
         return None
+
+    # -- ownership and step claims (see durable_ir.ledger.ownership for the SQL) ---------
+
+    async def take_ownership(
+        self,
+        incident_id: str,
+        owner: str,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        steal_from: str | None = None,
+    ) -> int | None:
+        check_aware("now", now)
+        check_aware("expires_at", expires_at)
+        held = self._owners.get(incident_id)
+        if held is not None and not (
+            held.owner is None
+            or (held.expires_at is not None and held.expires_at <= now)
+            or (steal_from and held.owner == steal_from)
+        ):
+            return None
+        epoch = 1 if held is None else held.epoch + 1
+        self._owners[incident_id] = Ownership(incident_id, owner, epoch, expires_at)
+        return epoch
+
+    async def renew_ownership(
+        self, incident_ids: Sequence[str], owner: str, expires_at: datetime
+    ) -> set[str]:
+        check_aware("expires_at", expires_at)
+        kept: set[str] = set()
+        for incident_id in incident_ids:
+            held = self._owners.get(incident_id)
+            if held is not None and held.owner == owner:
+                self._owners[incident_id] = replace(held, expires_at=expires_at)
+                kept.add(incident_id)
+        return kept
+
+    async def release_ownership(self, incident_id: str, owner: str, epoch: int) -> bool:
+        held = self._owners.get(incident_id)
+        if held is None or held.owner != owner or held.epoch != epoch:
+            return False
+        self._owners[incident_id] = replace(held, owner=None, expires_at=None)
+        return True
+
+    async def get_ownership(self, incident_id: str) -> Ownership | None:
+        return self._owners.get(incident_id)
+
+    def _owns(self, incident_id: str, epoch: int) -> bool:
+        held = self._owners.get(incident_id)
+        return held is not None and held.epoch == epoch
+
+    async def claim_step(
+        self, incident_id: str, key: str, epoch: int, owner: str, now: datetime
+    ) -> list[StepClaim] | None:
+        check_aware("now", now)
+        if not self._owns(incident_id, epoch):
+            return None
+        self._claims.setdefault(
+            (incident_id, key, epoch), StepClaim(incident_id, key, epoch, owner, now)
+        )
+        return [c for c in await self.step_claims(incident_id) if c.key == key]
+
+    async def finish_step(
+        self, incident_id: str, key: str, epoch: int, ok: bool, detail: str, now: datetime
+    ) -> bool:
+        check_aware("now", now)
+        claim = self._claims.get((incident_id, key, epoch))
+        if claim is None or not self._owns(incident_id, epoch):
+            return False
+        self._claims[(incident_id, key, epoch)] = replace(
+            claim, finished_at=now, ok=ok, detail=detail
+        )
+        return True
+
+    async def step_claims(self, incident_id: str) -> list[StepClaim]:
+        return sorted(
+            (c for (i, _, _), c in self._claims.items() if i == incident_id),
+            key=lambda c: (c.key, c.epoch),
+        )
 
     async def register(self, new: NewApproval) -> ApprovalRecord:
         existing = self._rows.get(new.approval_id)

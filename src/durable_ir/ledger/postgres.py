@@ -10,7 +10,7 @@ one open incident, in any number of processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +19,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from durable_ir.ledger.base import (
-    ApprovalLedger,
     DecisionWrite,
     VersionCount,
+    as_datetime,
     check_aware,
     check_incident_status,
     check_lease,
@@ -33,6 +33,7 @@ from durable_ir.ledger.base import (
     notification_from_row,
     record_from_row,
 )
+from durable_ir.ledger.ownership import SqlOwnership
 from durable_ir.records import (
     ApprovalRecord,
     IncidentRecord,
@@ -132,6 +133,25 @@ CREATE TABLE IF NOT EXISTS durable_ir_notifications (
 );
 CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
     ON durable_ir_notifications (incident_id, sent_at);
+
+CREATE TABLE IF NOT EXISTS durable_ir_owners (
+    incident_id text PRIMARY KEY,
+    owner       text,
+    epoch       bigint NOT NULL,
+    expires_at  timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS durable_ir_step_claims (
+    incident_id text NOT NULL,
+    step_key    text NOT NULL,
+    epoch       bigint NOT NULL,
+    owner       text NOT NULL,
+    claimed_at  timestamptz NOT NULL,
+    finished_at timestamptz,
+    ok          boolean,
+    detail      text,
+    PRIMARY KEY (incident_id, step_key, epoch)
+);
 """
 
 _COLUMNS = (
@@ -163,7 +183,7 @@ _NOTIFICATION_COLUMNS = "key, incident_id, kind, channel, sent_at, result"
 _INCIDENTS_PKEY = "durable_ir_incidents_pkey"
 
 
-class PostgresLedger(ApprovalLedger):
+class PostgresLedger(SqlOwnership):
     """Approval ledger on a psycopg 3 pool (``autocommit=True``, ``dict_row``).
 
     Example (needs a server)::
@@ -179,6 +199,22 @@ class PostgresLedger(ApprovalLedger):
     async def setup(self) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(POSTGRES_SCHEMA)
+
+    async def _sql_rows(self, query: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return list(await cur.fetchall())
+
+    async def _sql_write(self, query: str, params: Sequence[Any]) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return int(cur.rowcount)
+
+    def _sql_time(self, moment: datetime) -> datetime:
+        return moment
+
+    def _sql_datetime(self, value: Any) -> datetime | None:
+        return as_datetime(value)
 
     async def server_time(self) -> datetime:
         async with self._pool.connection() as conn:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,9 +22,9 @@ from typing import Any
 import aiosqlite
 
 from durable_ir.ledger.base import (
-    ApprovalLedger,
     DecisionWrite,
     VersionCount,
+    as_datetime,
     check_aware,
     check_incident_status,
     check_lease,
@@ -36,6 +36,7 @@ from durable_ir.ledger.base import (
     notification_from_row,
     record_from_row,
 )
+from durable_ir.ledger.ownership import SqlOwnership
 from durable_ir.records import (
     ApprovalRecord,
     ApprovalStatus,
@@ -126,6 +127,25 @@ CREATE TABLE IF NOT EXISTS durable_ir_notifications (
 );
 CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
     ON durable_ir_notifications (incident_id, sent_at);
+
+CREATE TABLE IF NOT EXISTS durable_ir_owners (
+    incident_id TEXT PRIMARY KEY,
+    owner       TEXT,
+    epoch       INTEGER NOT NULL,
+    expires_at  INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS durable_ir_step_claims (
+    incident_id TEXT NOT NULL,
+    step_key    TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    owner       TEXT NOT NULL,
+    claimed_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    ok          INTEGER,
+    detail      TEXT,
+    PRIMARY KEY (incident_id, step_key, epoch)
+);
 """
 
 _TOO_LATE = ":late AND deadline_at <= :at"
@@ -180,7 +200,7 @@ def to_epoch_us(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-class SqliteLedger(ApprovalLedger):
+class SqliteLedger(SqlOwnership):
     """Approval ledger on its own aiosqlite connection (``isolation_level=None``).
 
     Example::
@@ -572,6 +592,19 @@ class SqliteLedger(ApprovalLedger):
             " ORDER BY opened_at DESC, incident_id DESC LIMIT ?",
             (status, limit),
         )
+
+    async def _sql_rows(self, query: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
+        async with self._lock, self._conn.execute(query.replace("%s", "?"), params) as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
+    async def _sql_write(self, query: str, params: Sequence[Any]) -> int:
+        return await self._write(query.replace("%s", "?"), tuple(params))
+
+    def _sql_time(self, moment: datetime) -> int:
+        return to_epoch_us(moment)
+
+    def _sql_datetime(self, value: Any) -> datetime | None:
+        return as_datetime(value)
 
     async def _write(self, query: str, params: tuple[Any, ...]) -> int:
         async with self._lock:

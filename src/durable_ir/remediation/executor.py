@@ -5,7 +5,11 @@ Every call gets a :class:`StepContext` naming the incident and the step, with an
 ``idempotency_key`` that is the same on every run of that step: the apply node records each
 finished step in graph state before the next starts, so a crash re-runs at most the step that
 was running, and an executor that can pass the key on (a deploy API, a ticket) makes even that
-re-run harmless.
+re-run harmless. Under a runtime each apply and rollback step is also *claimed* in the
+database before it runs and finished after (fenced on the worker's ownership ``epoch``, which
+the context carries): a worker that was paused and taken over cannot run another step, a step
+an earlier owner finished is not run again, and a step it left unfinished comes back with
+``in_doubt=True``.
 
 Example:
     >>> import asyncio
@@ -63,6 +67,14 @@ class StepContext:
     alert: Mapping[str, Any]
     number: int
     phase: StepPhase = "apply"
+    epoch: int | None = None
+    """The ownership epoch of the worker running the step (``None`` outside a runtime): a
+    fencing token to pass on to systems that accept one, so that they can refuse a worker
+    that was taken over."""
+    in_doubt: bool = False
+    """An earlier owner claimed this step and never recorded its result: it may or may not
+    have taken effect. The step runs again with the same ``idempotency_key``; an executor
+    that can should check the target first (or let it deduplicate by the key)."""
 
     @property
     def idempotency_key(self) -> str:
