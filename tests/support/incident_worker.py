@@ -12,6 +12,8 @@ PagerDuty notifier when ``--pagerduty URL`` is given. Modes (one JSON object per
   ``{"recovered": [approval ids]}``.
 - ``reject-at URL DIR INCIDENT AT``: at wall-clock time AT, reject; prints ``{"won": …}`` or
   ``{"conflict": …}``.
+
+``--lease-ttl S`` and ``--lock-timeout S`` are passed to ``open_runtime`` when given.
 """
 
 from __future__ import annotations
@@ -83,10 +85,17 @@ def main() -> None:
     parser.add_argument("--kill-before-step", type=int)
     parser.add_argument("--severity", default="P1")
     parser.add_argument("--pagerduty")
+    parser.add_argument("--lease-ttl", type=float)
+    parser.add_argument("--lock-timeout", type=float)
     args = parser.parse_args()
+    options = {
+        name: value
+        for name, value in (("lease_ttl", args.lease_ttl), ("lock_timeout", args.lock_timeout))
+        if value is not None
+    }
 
     async def go() -> None:
-        async with open_runtime(args.url) as rt:
+        async with open_runtime(args.url, **options) as rt:
             await run(args, rt)
 
     asyncio.run(go())

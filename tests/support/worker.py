@@ -1,6 +1,7 @@
-"""A separate OS process for crash and race tests: ``python -m support.worker MODE …``.
+"""A separate OS process for crash and race tests: ``python -m support.worker [OPTION…] MODE …``.
 
-Modes (all print one JSON object per line on stdout):
+Options, before the mode, are ``open_runtime`` keywords: ``--lock-timeout=S``,
+``--lease-ttl=S``. Modes (all print one JSON object per line on stdout):
 
 - ``start URL INCIDENT COUNTERS``: run the incident to its approval pause, print
   ``{"paused": approval_id}``, then wait to be killed.
@@ -12,6 +13,11 @@ Modes (all print one JSON object per line on stdout):
   approvals it applied.
 - ``sweeper URL COUNTERS``: read requests ``{"now": iso, "at"}`` from stdin; at ``at``, sweep
   with the SLA monitor as of ``now`` until nothing more is due; print ``{"expired": [ids]}``.
+- ``locker URL``: the incident lock alone (``rt.store.locks``). Reads requests from stdin:
+  ``{"do": "try", "incident", "at"}``: at ``at``, ``try_acquire``, print ``{"won": bool}``
+  (a lock won stays held until asked); ``{"do": "release", "incident"}``: release it, print
+  ``{"released": incident}``; ``{"do": "hold", "incident"}``: ``hold(incident, wait=0)`` and
+  let go at once, print ``{"held": true}`` or ``{"held": false, "busy": message}``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from durable_ir import Conflict, Runtime, open_runtime, parse_decision
+from durable_ir import Conflict, IncidentBusy, Runtime, open_runtime, parse_decision
 from durable_ir.sla import SlaMonitor
 from support.graphs import ALERT, build_graph
 
@@ -97,9 +103,50 @@ async def recover(rt: Runtime, counters: str) -> None:
     emit({"recovered": [r.approval_id for r in applied]})
 
 
+async def locker(rt: Runtime) -> None:
+    locks = rt.store.locks
+    emit({"ready": True})
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        request = json.loads(line)
+        incident = request["incident"]
+        if request["do"] == "try":
+            await asyncio.sleep(max(0.0, request["at"] - time.time()))
+            emit({"won": await locks.try_acquire(incident)})
+        elif request["do"] == "release":
+            await locks.release(incident)
+            emit({"released": incident})
+        elif request["do"] == "hold":
+            try:
+                async with locks.hold(incident, wait=0):
+                    pass
+            except IncidentBusy as busy:
+                emit({"held": False, "busy": str(busy)})
+            else:
+                emit({"held": True})
+        else:
+            raise SystemExit(f"unknown request {request!r}")
+
+
+RUNTIME_OPTIONS = {"--lock-timeout": float, "--lease-ttl": float}
+
+
+def runtime_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``open_runtime`` keywords from leading ``--name=value`` options, and the rest."""
+    options: dict[str, Any] = {}
+    while argv and argv[0].startswith("--"):
+        name, _, value = argv[0].partition("=")
+        if name not in RUNTIME_OPTIONS:
+            raise SystemExit(f"unknown option {argv[0]!r}")
+        options[name[2:].replace("-", "_")] = RUNTIME_OPTIONS[name](value)
+        argv = argv[1:]
+    return options, argv
+
+
 async def main(argv: list[str]) -> None:
+    options, argv = runtime_options(argv)
     mode, url, *rest = argv
-    async with open_runtime(url) as rt:
+    async with open_runtime(url, **options) as rt:
         if mode == "start":
             await start(rt, rest[0], rest[1])
         elif mode == "decider":
@@ -110,6 +157,8 @@ async def main(argv: list[str]) -> None:
             await sweeper(rt, rest[0])
         elif mode == "recover":
             await recover(rt, rest[0])
+        elif mode == "locker":
+            await locker(rt)
         else:
             raise SystemExit(f"unknown mode {mode!r}")
 
