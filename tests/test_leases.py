@@ -56,6 +56,11 @@ async def test_open_claim_extend_settle_fail(database_url: str) -> None:
         # The heartbeat moves a's expiry; it does not give a lease to a paused incident.
         extended = await ledger.extend_leases(["a", "paused"], "w1", T0 + timedelta(seconds=90))
         assert extended == 1
+        # Nor does it take back a lease another worker claimed (a paused worker waking up).
+        assert await ledger.extend_leases(["a"], "zombie", T0 + timedelta(seconds=95)) == 0
+        row = await ledger.get_incident("a")
+        assert row is not None and row.lease_owner == "w1"
+        assert row.lease_expires_at == T0 + timedelta(seconds=90)
         assert (await ledger.get_incident("paused")).lease_expires_at is None  # type: ignore[union-attr]
 
         claimed = await ledger.claim_expired_runs(T0 + timedelta(seconds=61), mine, 10)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from _store_child import Child
-from durable_ir import FixedClock, IncidentBusy, Store, open_store
+from durable_ir import FixedClock, IncidentBusy, OwnershipLost, Store, open_store
 from durable_ir.locks import IncidentLocks, LeaseLocks, ProcessLocks
+from durable_ir.notifications import Fence, IncidentEvent, send_once
 
 
 @pytest.fixture
@@ -365,3 +366,35 @@ async def test_the_heartbeat_keeps_a_hold_and_notices_a_takeover(
     assert "taken over by another worker" in caplog.text
     await holder.close()
     await rival.close()
+
+
+async def test_a_taken_over_worker_sends_no_notification(lease_store: Store) -> None:
+    """The outbox is fenced too: a send under an epoch that was taken over raises before the
+    channel is called, and the new owner's send goes through once."""
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    sent: list[str] = []
+
+    class Channel:
+        name = "pager"
+
+        async def notify(self, event: IncidentEvent) -> dict[str, str]:
+            sent.append(event.kind)
+            return {"dedup_key": event.incident_id}
+
+    paused, live = _leases(lease_store, "paused", clock, 5), _leases(lease_store, "live", clock)
+    assert await paused.try_acquire("inc-1")
+    clock.advance(seconds=6)
+    assert await live.try_acquire("inc-1")
+    event = IncidentEvent(
+        kind="escalated", incident_id="inc-1", severity="P1", title="t", at=clock()
+    )
+    with pytest.raises(OwnershipLost):
+        await send_once(lease_store.ledger, Channel(), event, fence=Fence(1, "paused"))
+    assert sent == []
+    first = await send_once(lease_store.ledger, Channel(), event, fence=Fence(2, "live"))
+    again = await send_once(lease_store.ledger, Channel(), event, fence=Fence(2, "live"))
+    assert (sent, first.repeated, again.repeated) == (["escalated"], False, True)
+    [claim] = await lease_store.ledger.step_claims("inc-1")
+    assert (claim.key, claim.epoch, claim.ok) == ("notify/inc-1|pager|escalated", 2, True)
+    await live.release("inc-1")
+    await paused.release("inc-1")

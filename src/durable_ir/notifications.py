@@ -41,13 +41,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from durable_ir.errors import InvalidInput
+from durable_ir.errors import InvalidInput, OwnershipLost
 from durable_ir.ledger.base import ApprovalLedger
 from durable_ir.metrics import METRICS
 from durable_ir.records import ApprovalRecord, NotificationRecord
 
 __all__ = [
     "EventKind",
+    "Fence",
     "IncidentEvent",
     "IncidentNotifier",
     "Sent",
@@ -121,15 +122,38 @@ def notification_key(event: IncidentEvent, channel: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class Fence:
+    """The ownership a run sends under: its ``epoch`` and its worker id (``owner``)."""
+
+    epoch: int
+    owner: str
+
+
 async def send_once(
-    ledger: ApprovalLedger, notifier: IncidentNotifier, event: IncidentEvent
+    ledger: ApprovalLedger,
+    notifier: IncidentNotifier,
+    event: IncidentEvent,
+    *,
+    fence: Fence | None = None,
 ) -> Sent:
-    """Send ``event`` on ``notifier`` unless the outbox shows it was sent; record the answer."""
+    """Send ``event`` on ``notifier`` unless the outbox shows it was sent; record the answer.
+
+    With ``fence`` (a run under a runtime), the send is claimed first like a remediation
+    step (key ``notify/<outbox key>``), conditional on the run's ownership epoch: a worker
+    that was taken over gets :class:`~durable_ir.errors.OwnershipLost` instead of sending.
+    """
     key = notification_key(event, notifier.name)
     done = await ledger.get_notification(key)
     if done is not None:
         METRICS.notification(notifier.name, "repeated")
         return Sent(notifier.name, event.kind, done.result, repeated=True)
+    claim_key = f"notify/{key}"
+    if fence is not None and (
+        await ledger.claim_step(event.incident_id, claim_key, fence.epoch, fence.owner, event.at)
+        is None
+    ):
+        raise OwnershipLost(event.incident_id, fence.epoch, f"notification {key} not sent")
     earlier = {
         row.kind: row.result
         for row in await ledger.list_notifications(event.incident_id)
@@ -162,6 +186,10 @@ async def send_once(
     )
     stored = await _record_sent(ledger, record)
     METRICS.notification(notifier.name, "sent")
+    if fence is not None and not await ledger.finish_step(
+        event.incident_id, claim_key, fence.epoch, True, "sent", event.at
+    ):
+        raise OwnershipLost(event.incident_id, fence.epoch, f"notification {key} sent, then")
     return Sent(notifier.name, event.kind, stored.result)
 
 

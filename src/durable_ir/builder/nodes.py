@@ -25,7 +25,13 @@ from durable_ir.clock import Clock
 from durable_ir.errors import ConfigurationError, OwnershipLost
 from durable_ir.ledger.ownership import EPOCH_CONFIG_KEY
 from durable_ir.logs import log_context
-from durable_ir.notifications import EventKind, IncidentEvent, IncidentNotifier, send_once
+from durable_ir.notifications import (
+    EventKind,
+    Fence,
+    IncidentEvent,
+    IncidentNotifier,
+    send_once,
+)
 from durable_ir.records import ApprovalRecord
 from durable_ir.remediation import (
     AllowList,
@@ -123,9 +129,11 @@ class IncidentNodes:
             approval=approval,
             details=dict(details or {}),
         )
+        epoch = (config.get("configurable") or {}).get(EPOCH_CONFIG_KEY)
+        fence = None if epoch is None else Fence(int(epoch), services.worker)
         done = []
         for notifier in self.notifiers:
-            sent = await send_once(services.ledger, notifier, event)
+            sent = await send_once(services.ledger, notifier, event, fence=fence)
             done.append(
                 {"channel": sent.channel, "kind": kind, "repeated": sent.repeated}
                 | ({"error": sent.error} if sent.error else {})

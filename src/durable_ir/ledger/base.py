@@ -271,8 +271,8 @@ class ApprovalLedger(ABC):
         self, incident_ids: Sequence[str], owner: str, expires_at: datetime
     ) -> int:
         """The heartbeat: ``owner`` is still running these incidents; move their leases to
-        ``expires_at``. Incidents without a lease (paused, closed) are left alone. Returns the
-        number extended."""
+        ``expires_at``. Incidents without a lease (paused, closed) and leases another worker
+        claimed (this one was taken over) are left alone. Returns the number extended."""
 
     @abstractmethod
     async def claim_expired_runs(

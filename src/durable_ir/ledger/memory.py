@@ -406,7 +406,8 @@ class MemoryLedger(ApprovalLedger):
         check_lease(RunLease(owner, expires_at))
         extended = 0
         for incident_id in dict.fromkeys(incident_ids):
-            if self._leased(incident_id):
+            row = self._incidents.get(incident_id)
+            if self._leased(incident_id) and row is not None and row.lease_owner in (None, owner):
                 self._lease(incident_id, RunLease(owner, expires_at))
                 extended += 1
         return extended

@@ -604,8 +604,8 @@ class PostgresLedger(SqlOwnership):
             cur = await conn.execute(
                 "UPDATE durable_ir_incidents SET lease_owner = %s, lease_expires_at = %s"
                 " WHERE incident_id = ANY(%s) AND status = 'open'"
-                " AND lease_expires_at IS NOT NULL",
-                (owner, expires_at, list(incident_ids)),
+                " AND lease_expires_at IS NOT NULL AND (lease_owner IS NULL OR lease_owner = %s)",
+                (owner, expires_at, list(incident_ids), owner),
             )
             return int(cur.rowcount)
 

@@ -638,8 +638,8 @@ class SqliteLedger(SqlOwnership):
             extended += await self._write(
                 "UPDATE durable_ir_incidents SET lease_owner = ?, lease_expires_at = ?"
                 f" WHERE incident_id IN ({', '.join('?' * len(chunk))}) AND status = 'open'"
-                " AND lease_expires_at IS NOT NULL",
-                (owner, to_epoch_us(expires_at), *chunk),
+                " AND lease_expires_at IS NOT NULL AND (lease_owner IS NULL OR lease_owner = ?)",
+                (owner, to_epoch_us(expires_at), *chunk, owner),
             )
         return extended
 
