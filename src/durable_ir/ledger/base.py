@@ -404,6 +404,11 @@ class ApprovalLedger(ABC):
     async def step_claims(self, incident_id: str) -> list[StepClaim]:
         """Every step claim of ``incident_id``, by key, then epoch."""
 
+    async def schema_version(self) -> int | None:
+        """The highest schema migration applied to this database (``None``: no schema, as
+        in memory)."""
+        return None
+
     async def server_time(self) -> datetime | None:
         """The database server's clock, or ``None`` where the local clock is the database's
         (SQLite, memory): what :class:`~durable_ir.clock.DatabaseClock` follows."""

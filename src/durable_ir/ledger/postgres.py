@@ -33,6 +33,7 @@ from durable_ir.ledger.base import (
     notification_from_row,
     record_from_row,
 )
+from durable_ir.ledger.migrations import MIGRATIONS_TABLE, Migration, pending_migrations
 from durable_ir.ledger.ownership import SqlOwnership
 from durable_ir.records import (
     ApprovalRecord,
@@ -45,9 +46,9 @@ from durable_ir.records import (
     RunLease,
 )
 
-__all__ = ["POSTGRES_SCHEMA", "PostgresLedger"]
+__all__ = ["POSTGRES_MIGRATIONS", "POSTGRES_SCHEMA", "PostgresLedger"]
 
-POSTGRES_SCHEMA = """
+_LEDGER_V1 = """
 CREATE TABLE IF NOT EXISTS durable_ir_approvals (
     approval_id  text PRIMARY KEY,
     incident_id  text NOT NULL,
@@ -133,7 +134,11 @@ CREATE TABLE IF NOT EXISTS durable_ir_notifications (
 );
 CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
     ON durable_ir_notifications (incident_id, sent_at);
+"""
+"""The ledger as the releases before the version table left it (migration 1): approvals,
+the incident index, the outbox; columns older releases lacked are added in place."""
 
+_OWNERSHIP_V2 = """
 CREATE TABLE IF NOT EXISTS durable_ir_owners (
     incident_id text PRIMARY KEY,
     owner       text,
@@ -152,6 +157,25 @@ CREATE TABLE IF NOT EXISTS durable_ir_step_claims (
     detail      text,
     PRIMARY KEY (incident_id, step_key, epoch)
 );
+"""
+"""Ownership leases with a fencing epoch, and step claims (migration 2)."""
+
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "ledger", _LEDGER_V1),
+    Migration(2, "ownership", _OWNERSHIP_V2),
+)
+"""The schema, in order (see :mod:`durable_ir.ledger.migrations`)."""
+
+POSTGRES_SCHEMA = "\n".join(m.script for m in POSTGRES_MIGRATIONS)
+"""Every migration's DDL in one script: the schema as this release creates it."""
+
+_SCHEMA_VERSION = f"SELECT coalesce(max(version), 0) AS v FROM {MIGRATIONS_TABLE}"
+_MIGRATIONS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
 """
 
 _COLUMNS = (
@@ -197,8 +221,27 @@ class PostgresLedger(SqlOwnership):
         self._pool = pool
 
     async def setup(self) -> None:
+        """Apply the migrations this database lacks, each in a transaction with its version
+        row (the store serialises set-up across processes)."""
         async with self._pool.connection() as conn:
-            await conn.execute(POSTGRES_SCHEMA)
+            await conn.execute(_MIGRATIONS_DDL)
+            cur = await conn.execute(_SCHEMA_VERSION)
+            row = await cur.fetchone()
+            current = int(row["v"]) if row else 0
+            for migration in pending_migrations(current, POSTGRES_MIGRATIONS):
+                async with conn.transaction():
+                    await conn.execute(migration.script)
+                    await conn.execute(
+                        f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (%s, %s)"
+                        " ON CONFLICT (version) DO NOTHING",
+                        (migration.version, migration.name),
+                    )
+
+    async def schema_version(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_SCHEMA_VERSION)
+            row = await cur.fetchone()
+        return int(row["v"]) if row else 0
 
     async def _sql_rows(self, query: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
         async with self._pool.connection() as conn:

@@ -36,6 +36,7 @@ from durable_ir.ledger.base import (
     notification_from_row,
     record_from_row,
 )
+from durable_ir.ledger.migrations import MIGRATIONS_TABLE, Migration, pending_migrations
 from durable_ir.ledger.ownership import SqlOwnership
 from durable_ir.records import (
     ApprovalRecord,
@@ -49,9 +50,9 @@ from durable_ir.records import (
     RunLease,
 )
 
-__all__ = ["SQLITE_SCHEMA", "SqliteLedger", "to_epoch_us"]
+__all__ = ["SQLITE_MIGRATIONS", "SQLITE_SCHEMA", "SqliteLedger", "to_epoch_us"]
 
-SQLITE_SCHEMA = """
+_LEDGER_V1 = """
 CREATE TABLE IF NOT EXISTS durable_ir_approvals (
     approval_id  TEXT PRIMARY KEY,
     incident_id  TEXT NOT NULL,
@@ -127,7 +128,11 @@ CREATE TABLE IF NOT EXISTS durable_ir_notifications (
 );
 CREATE INDEX IF NOT EXISTS durable_ir_notifications_by_incident
     ON durable_ir_notifications (incident_id, sent_at);
+"""
+"""The ledger as the releases before the version table left it (migration 1); columns older
+releases lacked are added first (``_ADDED_COLUMNS``)."""
 
+_OWNERSHIP_V2 = """
 CREATE TABLE IF NOT EXISTS durable_ir_owners (
     incident_id TEXT PRIMARY KEY,
     owner       TEXT,
@@ -147,6 +152,25 @@ CREATE TABLE IF NOT EXISTS durable_ir_step_claims (
     PRIMARY KEY (incident_id, step_key, epoch)
 );
 """
+"""Ownership leases with a fencing epoch, and step claims (migration 2)."""
+
+SQLITE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "ledger", _LEDGER_V1),
+    Migration(2, "ownership", _OWNERSHIP_V2),
+)
+"""The schema, in order (see :mod:`durable_ir.ledger.migrations`)."""
+
+SQLITE_SCHEMA = "\n".join(m.script for m in SQLITE_MIGRATIONS)
+"""Every migration's DDL in one script: the schema as this release creates it."""
+
+_MIGRATIONS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+);
+"""
+_SCHEMA_VERSION = f"SELECT coalesce(max(version), 0) FROM {MIGRATIONS_TABLE}"
 
 _TOO_LATE = ":late AND deadline_at <= :at"
 _DECIDE_SET = (
@@ -237,17 +261,45 @@ class SqliteLedger(SqlOwnership):
                 raise
 
     async def setup(self) -> None:
+        """Apply the migrations this database lacks, each in one ``BEGIN IMMEDIATE``
+        transaction with its version row (so several processes may set up at once: the
+        DDL is idempotent and the version row is inserted once)."""
         async with self._lock:
-            for table, added in _ADDED_COLUMNS.items():
-                async with self._conn.execute(f"PRAGMA table_info({table})") as cur:
-                    existing = {row[1] for row in await cur.fetchall()}
-                if existing:  # an older table: add the newer columns first
-                    for column, kind in added.items():
-                        if column not in existing:
-                            await self._conn.execute(
-                                f"ALTER TABLE {table} ADD COLUMN {column} {kind}"
-                            )
-            await self._conn.executescript(SQLITE_SCHEMA)
+            await self._conn.executescript(_MIGRATIONS_DDL)
+            async with self._conn.execute(_SCHEMA_VERSION) as cur:
+                row = await cur.fetchone()
+            current = int(row[0]) if row else 0
+            for migration in pending_migrations(current, SQLITE_MIGRATIONS):
+                if migration.version == 1:
+                    await self._add_missing_columns()
+                record = (
+                    f"INSERT OR IGNORE INTO {MIGRATIONS_TABLE} (version, name, applied_at)"
+                    f" VALUES ({migration.version}, '{migration.name}',"
+                    f" {to_epoch_us(datetime.now(UTC))});"
+                )
+                try:
+                    await self._conn.executescript(
+                        f"BEGIN IMMEDIATE;\n{migration.script}\n{record}\nCOMMIT;"
+                    )
+                except BaseException:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await self._conn.execute("ROLLBACK")
+                    raise
+
+    async def _add_missing_columns(self) -> None:
+        """Tables made before leases, retention and graph versions get their columns."""
+        for table, added in _ADDED_COLUMNS.items():
+            async with self._conn.execute(f"PRAGMA table_info({table})") as cur:
+                existing = {row[1] for row in await cur.fetchall()}
+            if existing:  # an older table: add the newer columns first
+                for column, kind in added.items():
+                    if column not in existing:
+                        await self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    async def schema_version(self) -> int:
+        async with self._lock, self._conn.execute(_SCHEMA_VERSION) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def _one(self, query: str, params: tuple[Any, ...]) -> ApprovalRecord | None:
         async with self._lock, self._conn.execute(query, params) as cur:
