@@ -40,9 +40,12 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from durable_ir.rca.analyzers import CorrelationAnalyzer  # noqa: E402
-from durable_ir.rca.gatherers import SimulatedGatherer  # noqa: E402
 from durable_ir.rca_loop import RcaConfig, build_rca_loop  # noqa: E402
-from durable_ir.simulation import SCENARIOS, SimulatedEnvironment  # noqa: E402
+from durable_ir.simulation import (  # noqa: E402
+    SCENARIOS,
+    SimulatedEnvironment,
+    SimulatedGatherer,
+)
 
 
 @dataclass(frozen=True)

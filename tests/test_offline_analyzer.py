@@ -25,9 +25,8 @@ from durable_ir.rca import (
     PriorAttempt,
 )
 from durable_ir.rca.analyzers import CorrelationAnalyzer, offline
-from durable_ir.rca.gatherers import SimulatedGatherer
 from durable_ir.rca_loop import RcaConfig, build_rca_loop
-from durable_ir.simulation import SCENARIOS, SimulatedEnvironment
+from durable_ir.simulation import SCENARIOS, SimulatedEnvironment, SimulatedGatherer
 
 WINDOWS = (15, 60, 360)
 SEEDS = range(6)

@@ -11,11 +11,10 @@ from durable_ir import ConfigurationError, Edit, InvalidDecision, approval_node,
 from durable_ir.remediation import (
     AllowList,
     RemediationPlan,
-    SimulatedExecutor,
     StepAction,
     StepContext,
 )
-from durable_ir.simulation import SimulatedEnvironment
+from durable_ir.simulation import SimulatedEnvironment, SimulatedExecutor
 from support.graphs import build_graph
 
 CTX = StepContext(incident_id="inc-1", alert={}, number=1)

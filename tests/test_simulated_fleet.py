@@ -11,7 +11,6 @@ import pytest
 from durable_ir.alerts import parse_generic
 from durable_ir.errors import InvalidInput
 from durable_ir.rca import EvidenceWindow, Gatherer
-from durable_ir.rca.gatherers import SimulatedGatherer
 from durable_ir.remediation import (
     Executor,
     RemediationPlan,
@@ -27,6 +26,7 @@ from durable_ir.simulation import (
     SIMULATED_ACTION_RISKS,
     SimulatedEnvironment,
     SimulatedFleet,
+    SimulatedGatherer,
     simulated_allow_list,
 )
 from durable_ir.simulation.topology import SERVICES, dependency_closure

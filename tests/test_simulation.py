@@ -14,8 +14,7 @@ import pytest
 
 from durable_ir.rca import EvidenceWindow
 from durable_ir.rca.evidence import ChangeEvidence, LogEvidence, MetricEvidence
-from durable_ir.rca.gatherers import SimulatedGatherer
-from durable_ir.simulation import ACTIONS, SCENARIOS, SimulatedEnvironment
+from durable_ir.simulation import ACTIONS, SCENARIOS, SimulatedEnvironment, SimulatedGatherer
 from durable_ir.simulation.topology import dependency_closure
 
 SEEDS = range(5)

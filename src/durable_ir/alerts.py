@@ -38,7 +38,14 @@ from durable_ir.errors import InvalidInput
 from durable_ir.severity import SEVERITIES, Severity
 from durable_ir.text import check_json_text
 
-__all__ = ["MAX_ALERTS_PER_WEBHOOK", "Alert", "parse_alert", "parse_alertmanager", "parse_generic"]
+__all__ = [
+    "MAX_ALERTS_PER_WEBHOOK",
+    "Alert",
+    "check_alert",
+    "parse_alert",
+    "parse_alertmanager",
+    "parse_generic",
+]
 
 MAX_ALERTS_PER_WEBHOOK = 1_000
 _SEVERITY_WORDS: dict[str, Severity] = {
@@ -219,3 +226,26 @@ def parse_alert(payload: object) -> list[Alert]:
     if isinstance(payload, dict) and "alerts" in payload:
         return parse_alertmanager(payload)
     return [parse_generic(payload)]
+
+
+def check_alert(value: object) -> Alert:
+    """``value`` as an :class:`Alert` (a model, its JSON, or the generic shape); an
+    ``InvalidInput`` naming the problem otherwise.
+
+    Example:
+        >>> alert = {"name": "HighErrorRate", "service": "checkout",
+        ...          "fired_at": "2026-03-01T12:00:00+00:00"}
+        >>> check_alert(alert).service
+        'checkout'
+        >>> check_alert({"name": "HighErrorRate"})
+        Traceback (most recent call last):
+        ...
+        durable_ir.errors.InvalidInput: an alert needs 'service'
+    """
+    if isinstance(value, Alert):
+        return value
+    try:
+        return Alert.model_validate(value)
+    except ValidationError:
+        pass
+    return parse_generic(value)  # the generic shape, or an error naming what is missing

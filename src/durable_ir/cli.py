@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -65,6 +64,22 @@ from pathlib import Path
 from typing import Any
 
 from durable_ir import __version__
+from durable_ir.cli_common import (
+    DEFAULT_GRAPH,
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    load_graph,
+)
+from durable_ir.cli_common import (
+    console as _console,
+)
+from durable_ir.cli_common import (
+    print_json as _print_json,
+)
 from durable_ir.cli_versions import add_versions_parser, run_versions
 
 __all__ = [
@@ -79,30 +94,6 @@ __all__ = [
     "load_graph",
     "main",
 ]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_CONFLICT = 4
-
-DEFAULT_GRAPH = "durable_ir.demo.agent:build_demo_graph"
-"""The graph ``approve``/``reject`` resume unless ``--graph`` names another."""
-
-
-class CliError(Exception):
-    """A failure the command reports in one line and an exit code.
-
-    Example:
-        >>> CliError("no incident 'INC-9'", EXIT_NOT_FOUND).code
-        3
-    """
-
-    def __init__(self, message: str, code: int, *, kind: str = "error", winner: Any = None):
-        super().__init__(message)
-        self.code = code
-        self.kind = kind
-        self.winner = winner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,58 +270,6 @@ def _limit(text: str) -> int:
 # -- loading a graph ------------------------------------------------------------------------
 
 
-def load_graph(spec: str) -> Any:
-    """The graph ``spec`` (``module:attribute``) names, as a ``StateGraph`` or compiled graph.
-
-    The attribute may be a graph, an :class:`~durable_ir.IncidentGraphBuilder`, or a callable
-    returning either (called without arguments). ``CliError`` (exit 2) if it does not load.
-
-    Example:
-        >>> sorted(load_graph("durable_ir.demo.agent:build_demo_graph").nodes)[:2]
-        ['apply', 'approval']
-        >>> load_graph("no-colon")
-        Traceback (most recent call last):
-        ...
-        durable_ir.cli.CliError: --graph must be module:attribute, e.g. \
-durable_ir.demo.agent:build_demo_graph; got 'no-colon'
-    """
-    from langgraph.graph import StateGraph
-    from langgraph.graph.state import CompiledStateGraph
-
-    from durable_ir.builder import IncidentGraphBuilder
-
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise CliError(
-            f"--graph must be module:attribute, e.g. {DEFAULT_GRAPH}; got {spec!r}", EXIT_USAGE
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise CliError(f"--graph {spec}: {exc}", EXIT_USAGE) from None
-    graph_types = (StateGraph, CompiledStateGraph)
-    if callable(target) and not isinstance(target, (*graph_types, IncidentGraphBuilder)):
-        try:
-            target = target()
-        except Exception as exc:
-            raise CliError(
-                f"--graph {spec}: calling it raised {type(exc).__name__}: {exc}", EXIT_USAGE
-            ) from None
-    if isinstance(target, IncidentGraphBuilder):
-        target = target.build()
-    if not isinstance(target, graph_types):
-        raise CliError(
-            f"--graph {spec} is a {type(target).__name__}, not a StateGraph, a compiled graph "
-            "or an IncidentGraphBuilder",
-            EXIT_USAGE,
-        )
-    return target
-
-
 # -- output ---------------------------------------------------------------------------------
 
 
@@ -341,16 +280,6 @@ def _when(value: datetime | None, *, short: bool = False) -> str:
 def _decision_json(record: Any) -> dict[str, Any]:
     """A ledger record without its (large) request: ``show --json`` has that."""
     return {k: v for k, v in record.to_dict().items() if k != "request"}
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False)
 
 
 def _state_summary(values: Mapping[str, Any]) -> dict[str, Any]:

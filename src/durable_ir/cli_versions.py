@@ -85,7 +85,9 @@ def add_versions_parser(commands: Any, common: argparse.ArgumentParser) -> argpa
 async def run_versions(args: argparse.Namespace) -> int:
     """Run ``durable-ir versions …``; returns the exit code (errors raise, as for
     ``incidents``)."""
-    from durable_ir.cli import _console, _print_json, load_graph
+    from durable_ir.cli_common import console as _console
+    from durable_ir.cli_common import load_graph
+    from durable_ir.cli_common import print_json as _print_json
     from durable_ir.runtime import open_runtime
     from durable_ir.versioning import migrate, takeover_check, version_report
 
@@ -146,7 +148,7 @@ async def run_versions(args: argparse.Namespace) -> int:
 
 
 async def _graph_name(rt: Any) -> str:
-    from durable_ir.cli import EXIT_USAGE, CliError
+    from durable_ir.cli_common import EXIT_USAGE, CliError
     from durable_ir.graphs import DEFAULT_GRAPH_NAME
 
     names = sorted({row.graph for row in await rt.store.ledger.version_census()})

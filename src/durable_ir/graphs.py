@@ -45,10 +45,9 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
 
-from durable_ir.approval.node import ApprovalNode
 from durable_ir.errors import ConfigurationError, GraphVersionUnavailable
 from durable_ir.records import version_key
-from durable_ir.services import SERVICES_CONFIG_KEY, NodeServices
+from durable_ir.services import SERVICES_CONFIG_KEY, ApprovalPoint, NodeServices
 
 __all__ = [
     "DEFAULT_GRAPH_NAME",
@@ -80,7 +79,7 @@ class RegisteredGraph:
         self.compiled = compiled
         self.fingerprint = graph_fingerprint(compiled)
         self.version = version or self.fingerprint
-        self.approval_nodes: dict[str, ApprovalNode] = {}
+        self.approval_nodes: dict[str, ApprovalPoint] = {}
         self.node_names: frozenset[str] = frozenset()
         names: set[str] = set()
         for graph in _graph_levels(compiled):
@@ -89,8 +88,9 @@ class RegisteredGraph:
                 self.approval_nodes.setdefault(node, approval)
         self.node_names = frozenset(names)
 
-    def approval_node(self, node: str) -> ApprovalNode | None:
-        """The :class:`ApprovalNode` registered under ``node`` (at any subgraph level)."""
+    def approval_node(self, node: str) -> ApprovalPoint | None:
+        """The approval node (an :class:`~durable_ir.services.ApprovalPoint`, such as an
+        ``ApprovalNode``) registered under ``node``, at any subgraph level."""
         return self.approval_nodes.get(node)
 
     def has_node(self, node: str) -> bool:
@@ -121,8 +121,8 @@ def _graph_levels(
             yield sub
 
 
-def _approval_nodes(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> dict[str, ApprovalNode]:
-    found: dict[str, ApprovalNode] = {}
+def _approval_nodes(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> dict[str, ApprovalPoint]:
+    found: dict[str, ApprovalPoint] = {}
     for name, spec in compiled.builder.nodes.items():
         runnable = spec.runnable
         for candidate in (
@@ -130,7 +130,9 @@ def _approval_nodes(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> dict[st
             getattr(runnable, "afunc", None),
             getattr(runnable, "func", None),
         ):
-            if isinstance(candidate, ApprovalNode):
+            if isinstance(candidate, ApprovalPoint) and getattr(
+                candidate, "__durable_ir_approval__", False
+            ):
                 found[name] = candidate
                 break
     return found

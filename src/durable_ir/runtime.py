@@ -48,14 +48,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from durable_ir.alerts import Alert
+from durable_ir.alerts import Alert, check_alert
 from durable_ir.approval.deciding import (
     PAUSED_KEY,
     Decider,
     DecisionResult,
     validate_incident_id,
 )
-from durable_ir.builder.nodes import check_alert
 from durable_ir.clock import Clock, DatabaseClock, system_clock
 from durable_ir.decisions import Decision
 from durable_ir.errors import (

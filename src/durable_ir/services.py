@@ -9,19 +9,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from langchain_core.runnables import RunnableConfig
 
 from durable_ir.clock import Clock
+from durable_ir.decisions import Decision
 from durable_ir.errors import ConfigurationError
 from durable_ir.ledger import ApprovalLedger
 from durable_ir.records import ApprovalRecord
-from durable_ir.sla import SlaPolicy
+from durable_ir.sla.policy import SlaPolicy
 
-__all__ = ["SERVICES_CONFIG_KEY", "NodeServices", "services_from"]
+__all__ = ["SERVICES_CONFIG_KEY", "ApprovalPoint", "NodeServices", "services_from"]
 
 SERVICES_CONFIG_KEY = "__durable_ir"
+
+
+@runtime_checkable
+class ApprovalPoint(Protocol):
+    """What the runtime needs of a node that pauses for approval (the approval package's
+    ``ApprovalNode`` is one): where it puts its outcome, its SLA policy, and the check of a
+    decision before it is recorded. The graph registry finds such nodes by this shape (and
+    its ``__durable_ir_approval__`` marker), so the runtime does not import the node."""
+
+    __durable_ir_approval__: ClassVar[bool]
+    state_key: str
+    sla: SlaPolicy | None
+
+    def check_decision(self, record: ApprovalRecord, decision: Decision) -> Decision:
+        """``decision`` as it may be recorded on ``record``, or ``InvalidDecision``."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphInterrupt
@@ -83,6 +83,9 @@ class ApprovalNode:
     ``on_request`` is told about the pending request before each pause (see
     :data:`RequestHook`).
     """
+
+    __durable_ir_approval__: ClassVar[bool] = True
+    """Marks it as an :class:`~durable_ir.services.ApprovalPoint` for the graph registry."""
 
     def __init__(
         self,

@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import ValidationError
 
-from durable_ir.alerts import Alert, parse_generic
+from durable_ir.alerts import check_alert
 from durable_ir.builder.planning import Planner, RollbackRule, plan_from_hypothesis
 from durable_ir.builder.triage import SeverityRule, Triager, TriageResult, triage_by_rules
 from durable_ir.clock import Clock
@@ -575,13 +574,3 @@ def _with_timeline(first: Update, update: Update) -> Update:
     """``update`` with ``first``'s timeline entries before its own."""
     entries = list(first.get("timeline") or []) + list(update.get("timeline") or [])
     return {**update, "timeline": entries} if entries else update
-
-
-def check_alert(value: object) -> Alert:
-    """``value`` as an :class:`~durable_ir.Alert` (a model, its JSON, or the generic shape)."""
-    if isinstance(value, Alert):
-        return value
-    try:
-        return Alert.model_validate(value)
-    except ValidationError:
-        return parse_generic(value)  # InvalidInput naming the problem

@@ -9,7 +9,6 @@ Example:
 from durable_ir.remediation.allow_list import AllowList
 from durable_ir.remediation.executor import (
     Executor,
-    SimulatedExecutor,
     StepContext,
     StepResult,
     Verification,
@@ -25,7 +24,6 @@ __all__ = [
     "RemediationPlan",
     "RemediationStep",
     "Risk",
-    "SimulatedExecutor",
     "StepAction",
     "StepContext",
     "StepResult",

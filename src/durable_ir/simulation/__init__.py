@@ -1,7 +1,8 @@
 """A simulated production environment for demos, tests and evaluating analyzers: services
 with metrics, logs, a change history and events, one injected fault per scenario, and
 remediation actions that really change what happens next — and a fleet of them, one per
-incident, each found again from its alert.
+incident, each found again from its alert — with the gatherer and executor adapters that let
+an incident graph read and act on them (:class:`SimulatedGatherer`, :class:`SimulatedExecutor`).
 
 Example:
     >>> env = SimulatedEnvironment("bad_deploy", seed=1)
@@ -12,7 +13,9 @@ Example:
 """
 
 from durable_ir.simulation.environment import ACTIONS, SimulatedEnvironment
+from durable_ir.simulation.executor import SimulatedExecutor
 from durable_ir.simulation.fleet import SIMULATED_ACTION_RISKS, SimulatedFleet, simulated_allow_list
+from durable_ir.simulation.gatherer import SimulatedGatherer
 from durable_ir.simulation.records import (
     Change,
     Event,
@@ -35,7 +38,9 @@ __all__ = [
     "LogCount",
     "Remediation",
     "SimulatedEnvironment",
+    "SimulatedExecutor",
     "SimulatedFleet",
+    "SimulatedGatherer",
     "Slowdown",
     "simulated_allow_list",
 ]

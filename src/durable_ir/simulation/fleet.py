@@ -58,7 +58,6 @@ from durable_ir.errors import InvalidInput
 from durable_ir.remediation import (
     AllowList,
     Risk,
-    SimulatedExecutor,
     StepAction,
     StepContext,
     StepResult,
@@ -66,10 +65,12 @@ from durable_ir.remediation import (
     VerificationContext,
 )
 from durable_ir.simulation.environment import SimulatedEnvironment
+from durable_ir.simulation.executor import SimulatedExecutor
+from durable_ir.simulation.gatherer import SimulatedGatherer
 from durable_ir.simulation.scenarios import SCENARIOS
 from durable_ir.simulation.topology import SERVICES
 
-if TYPE_CHECKING:  # the gatherer imports durable_ir.simulation: load it lazily
+if TYPE_CHECKING:
     from durable_ir.rca.evidence import (
         ChangeEvidence,
         EventEvidence,
@@ -77,7 +78,6 @@ if TYPE_CHECKING:  # the gatherer imports durable_ir.simulation: load it lazily
         LogEvidence,
         MetricEvidence,
     )
-    from durable_ir.rca.gatherers.simulated import SimulatedGatherer
 
 __all__ = [
     "HEALTHY",
@@ -150,10 +150,10 @@ class SimulatedFleet:
     ``sim_scenario`` and ``sim_seed`` labels, built on first use and memoised on the fleet.
 
     A :class:`~durable_ir.rca.evidence.Gatherer` (evidence as
-    :class:`~durable_ir.rca.gatherers.SimulatedGatherer` reads it, at most ``max_points``
+    :class:`~durable_ir.simulation.SimulatedGatherer` reads it, at most ``max_points``
     points per metric series), an :class:`~durable_ir.remediation.Executor` and a
     :class:`~durable_ir.remediation.Verifier` (as
-    :class:`~durable_ir.remediation.SimulatedExecutor` does, letting ``settle`` of simulated
+    :class:`~durable_ir.simulation.SimulatedExecutor` does, letting ``settle`` of simulated
     time pass before reading health). Every call raises
     :class:`~durable_ir.errors.InvalidInput` when its alert lacks valid simulation labels.
 
@@ -209,8 +209,6 @@ class SimulatedFleet:
         with self._lock:
             member = self._members.get(key)
             if member is None:
-                from durable_ir.rca.gatherers.simulated import SimulatedGatherer
-
                 environment = SimulatedEnvironment(scenario, seed=seed)
                 member = _Member(
                     environment,

@@ -30,19 +30,48 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from durable_ir.clock import Clock
 from durable_ir.errors import ConfigurationError, GraphVersionUnavailable, IncidentBusy
 from durable_ir.logs import log_context
 from durable_ir.metrics import METRICS
-from durable_ir.records import ApprovalRecord
-from durable_ir.sla.policy import SLA_IDENTITY, Reminder
+from durable_ir.persistence import Store
+from durable_ir.records import ApprovalRecord, RunLease
+from durable_ir.sla.policy import SLA_IDENTITY, Reminder, SlaPolicy
 from durable_ir.tracing import set_attributes, span
 
-if TYPE_CHECKING:
-    from durable_ir.runtime import Runtime
+__all__ = ["SLA_IDENTITY", "MonitoredRuntime", "ReminderSender", "SlaMonitor", "SweepReport"]
 
-__all__ = ["SLA_IDENTITY", "ReminderSender", "SlaMonitor", "SweepReport"]
+
+class _Graphs(Protocol):
+    def runnable_keys(self) -> list[str]: ...
+
+
+class _Leases(Protocol):
+    def lease(self) -> RunLease: ...
+
+
+class MonitoredRuntime(Protocol):
+    """What the monitor needs of a runtime (:class:`durable_ir.Runtime` is one): its clock,
+    SLA policy, store, graph registry and leases, and the three operations it drives. The
+    monitor depends on this shape, not on the runtime module."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def sla(self) -> SlaPolicy: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def graphs(self) -> _Graphs: ...
+    @property
+    def leases(self) -> _Leases: ...
+
+    def note_unrunnable(self, record: ApprovalRecord, who: str) -> None: ...
+    async def apply_recorded_decision(self, record: ApprovalRecord) -> bool: ...
+    async def recover(self, *, limit: int = ..., stalled: bool = ...) -> list[ApprovalRecord]: ...
+
 
 log = logging.getLogger("durable_ir.sla")
 
@@ -95,7 +124,7 @@ class SlaMonitor:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: MonitoredRuntime,
         *,
         interval: float = 15.0,
         batch: int = 100,

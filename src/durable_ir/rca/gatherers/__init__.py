@@ -1,12 +1,12 @@
-"""Gatherers: where evidence comes from.
+"""Gatherers: where evidence comes from — :mod:`durable_ir.rca.gatherers.prometheus` reads a
+real Prometheus. (The simulated fleet's gatherer is
+:class:`durable_ir.simulation.SimulatedGatherer`.)
 
 Example:
     >>> from durable_ir.rca.evidence import Gatherer
-    >>> from durable_ir.simulation import SimulatedEnvironment
-    >>> isinstance(SimulatedGatherer(SimulatedEnvironment("disk_full", seed=0)), Gatherer)
+    >>> from durable_ir.rca.gatherers.prometheus import PrometheusGatherer
+    >>> issubclass(PrometheusGatherer, object)
     True
 """
 
-from durable_ir.rca.gatherers.simulated import SimulatedGatherer
-
-__all__ = ["SimulatedGatherer"]
+__all__: list[str] = []

@@ -34,7 +34,8 @@ from durable_ir.rca.evidence import (
     LogEvidence,
     MetricEvidence,
 )
-from durable_ir.simulation import Event, SimulatedEnvironment
+from durable_ir.simulation.environment import SimulatedEnvironment
+from durable_ir.simulation.records import Event
 
 __all__ = ["SimulatedGatherer"]
 
