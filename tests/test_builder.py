@@ -303,7 +303,9 @@ async def test_a_run_that_died_mid_stage_is_resumed_without_redoing_earlier_stag
         resumed = await rt.get("inc-1")
         assert resumed.status == "awaiting_approval"
         assert calls == ["triage"]  # triage and the RCA loop were not run again
-        assert await rt.resume_stalled() == []  # waiting for approval is not stalled
+        assert await rt.recover_runs(all_leased=True) == []  # waiting for approval: no lease
+        with pytest.deprecated_call():
+            assert await rt.resume_stalled() == []
         await rt.decide("inc-1", Approve(by="alice"))
         await finished(rt)
 

@@ -105,11 +105,12 @@ async def test_an_incident_opened_by_a_dead_process_is_started_by_recovery(
         await rt.store.ledger.open_incident(
             NewIncident("inc-orphan", "incident", clock(), fingerprint="fp", alert={"alert": ALERT})
         )
-        assert await rt.start_unstarted() == []  # too young: its opener may still be running
-        clock.advance(minutes=2)
-        assert await rt.start_unstarted() == ["inc-orphan"]
-        assert (await rt.get("inc-orphan")).status == "awaiting_approval"
-        assert await rt.start_unstarted() == []
+        with pytest.deprecated_call():  # recover() starts these once their lease expires
+            assert await rt.start_unstarted() == []  # too young: its opener may still run
+            clock.advance(minutes=2)
+            assert await rt.start_unstarted() == ["inc-orphan"]
+            assert (await rt.get("inc-orphan")).status == "awaiting_approval"
+            assert await rt.start_unstarted() == []
         with pytest.raises(Conflict):
             await rt.start(graph, {"alert": ALERT}, incident_id="inc-orphan")
 

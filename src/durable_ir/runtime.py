@@ -37,6 +37,7 @@ import json
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
@@ -487,8 +488,15 @@ class Runtime:
         return await self.get(incident_id)
 
     async def start_unstarted(self, *, older_than: float = 60.0, limit: int = 100) -> list[str]:
-        """Start incidents that were opened but whose first run never began (the process
-        that opened them died), at least ``older_than`` seconds after they were opened."""
+        """Deprecated: :meth:`recover` (or :meth:`recover_runs`) starts an opened incident
+        whose first run never began once its lease expires. Starts incidents opened at
+        least ``older_than`` seconds ago whose first run never began."""
+        warnings.warn(
+            "Runtime.start_unstarted() is deprecated: recover() and recover_runs() start "
+            "incidents whose first run never began once their lease expires",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         cutoff = self.clock() - timedelta(seconds=older_than)
         started: list[str] = []
         for row in await self.store.ledger.unstarted_incidents(cutoff, limit):
@@ -603,9 +611,13 @@ class Runtime:
         return (await self._takeover.recover(limit=limit, all_leased=all_leased)).incidents
 
     async def resume_stalled(self, *, limit: int = 100) -> list[str]:
-        """At start-up: take over every leased run whose runner is gone (see
-        :meth:`recover_runs`); an incident paused for approval holds no lease and is left
-        waiting. Returns the incidents taken over."""
+        """Deprecated: ``recover_runs(all_leased=True)`` (or ``recover(stalled=True)``, which
+        also applies recorded decisions)."""
+        warnings.warn(
+            "Runtime.resume_stalled() is deprecated: use recover_runs(all_leased=True)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return await self.recover_runs(limit=limit, all_leased=True)
 
     async def prune(self, *, older_than: timedelta, limit: int = 100) -> list[str]:
