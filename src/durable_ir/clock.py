@@ -19,6 +19,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
 
+from durable_ir.errors import ConfigurationError
+
 __all__ = ["Clock", "DatabaseClock", "FixedClock", "UtcDatetime", "system_clock"]
 
 log = logging.getLogger("durable_ir.clock")
@@ -47,7 +49,7 @@ class FixedClock:
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
-            raise ValueError("FixedClock needs an aware datetime (tzinfo=UTC)")
+            raise ConfigurationError("FixedClock needs an aware datetime (tzinfo=UTC)")
         self._now = start.astimezone(UTC)
 
     def __call__(self) -> datetime:
@@ -57,7 +59,7 @@ class FixedClock:
         """Move the clock forward by ``timedelta(**delta)`` and return the new time."""
         step = timedelta(**delta)
         if step < timedelta(0):
-            raise ValueError("a clock does not go backwards")
+            raise ConfigurationError("a clock does not go backwards")
         self._now += step
         return self._now
 
@@ -95,7 +97,7 @@ class DatabaseClock:
         resync: float = 60.0,
     ) -> None:
         if warn_after <= 0 or resync <= 0:
-            raise ValueError("warn_after and resync must be positive (seconds)")
+            raise ConfigurationError("warn_after and resync must be positive (seconds)")
         self._read = read_server_time
         self.warn_after = timedelta(seconds=warn_after)
         self.resync = resync

@@ -37,7 +37,7 @@ from langgraph.types import Command, StateSnapshot
 
 from durable_ir.approval.deciding import Decider
 from durable_ir.clock import Clock
-from durable_ir.errors import IncidentBusy
+from durable_ir.errors import IncidentBusy, NotFound
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import owner_is_gone
 from durable_ir.logs import log_context
@@ -212,7 +212,7 @@ class RunTakeover:
                 await ledger.close_incident(row.incident_id, "state_missing", self._clock())
                 return True
             if row.alert is None:
-                raise LookupError(f"incident {row.incident_id!r} has no stored input to start")
+                raise NotFound(f"incident {row.incident_id!r} has no stored input to start")
             await self._first_run(graph, row.incident_id, row.alert)
         elif unapplied:
             for record in unapplied:

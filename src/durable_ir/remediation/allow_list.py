@@ -12,7 +12,8 @@ Example:
     >>> allow.validate({"steps": [{"action": "delete_database", "target": "db"}]})
     Traceback (most recent call last):
     ...
-    ValueError: step 1: action 'delete_database' is not allowed (allowed: restart, rollback)
+    durable_ir.errors.InvalidInput: step 1: action 'delete_database' is not allowed (allowed: \
+restart, rollback)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from durable_ir.errors import ConfigurationError
+from durable_ir.errors import ConfigurationError, InvalidInput
 from durable_ir.remediation.plan import RISKS, RemediationPlan, Risk, StepAction
 
 __all__ = ["AllowList"]
@@ -48,24 +49,27 @@ class AllowList:
     def _check_action(self, where: str, step: StepAction, risk: Risk | None) -> None:
         if step.action not in self.actions:
             allowed = ", ".join(sorted(self.actions))
-            raise ValueError(f"{where}: action {step.action!r} is not allowed (allowed: {allowed})")
+            raise InvalidInput(
+                f"{where}: action {step.action!r} is not allowed (allowed: {allowed})"
+            )
         if self.targets is not None and step.target not in self.targets:
-            raise ValueError(f"{where}: target {step.target!r} is not one plans may touch")
+            raise InvalidInput(f"{where}: target {step.target!r} is not one plans may touch")
         limit = self.actions[step.action]
         if risk is not None and RISKS.index(risk) > RISKS.index(limit):
-            raise ValueError(
+            raise InvalidInput(
                 f"{where}: {step.action!r} may be at most {limit!r} risk, not {risk!r}"
             )
 
     def check(self, plan: Any) -> RemediationPlan:
         """The plan as a :class:`RemediationPlan` if every step (and every rollback step) is
-        allowed; ``ValueError`` naming the first offending step otherwise."""
+        allowed; :class:`~durable_ir.errors.InvalidInput` (a ``ValueError``) naming the first
+        offending step otherwise."""
         try:
             parsed = (
                 plan if isinstance(plan, RemediationPlan) else RemediationPlan.model_validate(plan)
             )
         except ValidationError as exc:
-            raise ValueError(f"not a remediation plan: {exc.errors()[0]['msg']}") from None
+            raise InvalidInput(f"not a remediation plan: {exc.errors()[0]['msg']}") from None
         for number, step in enumerate(parsed.steps, start=1):
             self._check_action(f"step {number}", step, step.risk)
             if step.rollback is not None:

@@ -30,7 +30,7 @@ import contextlib
 from dataclasses import dataclass
 
 from durable_ir.alerts import Alert
-from durable_ir.errors import Conflict
+from durable_ir.errors import Conflict, InvalidInput
 from durable_ir.graphs import AnyGraph
 from durable_ir.records import IncidentRecord
 from durable_ir.runtime import Runtime
@@ -62,7 +62,7 @@ class AlertIntake:
         """Index ``alert`` (a firing one) and start its run in the background."""
         intake = await self.runtime.ingest(self.graph, alert, graph_name=self.graph_name, run=False)
         if intake.incident is None:  # a resolution notice; callers filter these out
-            raise ValueError("resolution notices open no incident")
+            raise InvalidInput("resolution notices open no incident")
         if intake.created:
             incident_id = intake.incident.incident_id
             self.runs.spawn(self._first_run(incident_id), name=f"first run of {incident_id}")

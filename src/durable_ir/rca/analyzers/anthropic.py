@@ -26,6 +26,7 @@ import anthropic
 from anthropic.types import Message, ToolChoiceToolParam, ToolParam
 from pydantic import ValidationError
 
+from durable_ir.errors import ConfigurationError
 from durable_ir.rca.analysis import AnalysisRequest, AnalyzerError, Hypothesis
 from durable_ir.rca.analyzers.validation import (
     REPORT_TOOL_DESCRIPTION,
@@ -69,9 +70,9 @@ class AnthropicAnalyzer:
         timeout: float = 60.0,
     ) -> None:
         if max_tokens < 1:
-            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+            raise ConfigurationError(f"max_tokens must be positive, got {max_tokens}")
         if timeout <= 0:
-            raise ValueError(f"timeout must be positive seconds, got {timeout}")
+            raise ConfigurationError(f"timeout must be positive seconds, got {timeout}")
         self._owns_client = client is None
         self.client = client if client is not None else anthropic.AsyncAnthropic(max_retries=0)
         self.model = model
