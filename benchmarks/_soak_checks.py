@@ -2,24 +2,33 @@
 
 After the drain, with every soak process stopped, :func:`collect_evidence` reads the incident
 index, the approval ledger and the job table, every incident's graph state (through
-``Runtime.get`` and ``aget_state``), the executors' traces and the local PagerDuty server's
-log. :func:`check` turns that into :class:`Check` rows, each adding to one headline counter:
+``Runtime.get`` and ``aget_state``) and remediation step claims (``ledger.step_claims``), the
+executors' traces and the local PagerDuty server's log. :func:`check` turns that into
+:class:`Check` rows, each adding to one headline counter:
 
 - **lost**: an alert without an incident; an acknowledged decision that is not the ledger's
   decision or was never applied; any decided approval never applied (or not the one in the
   graph state); an incident closed without an outcome (never resolved nor escalated); a
   resolved incident with an approved step never applied, or an apply failure whose finished
   steps were not all rolled back; an escalation never paged;
-- **duplicated**: a remediation step (apply or rollback) run again with no fault in between, or
-  two runs of it at once (:func:`excused_replay`: re-running the step a kill or a database
-  fault cut off is the documented at-least-once window the idempotency key covers — counted
-  in the facts, not here); a step recorded twice in the graph state; remediation without an
-  approval or beyond the plan; index and graph disagreeing on the outcome, or an outcome the
-  decision does not lead to; an incident the driver never asked for;
+- **duplicated**: a remediation step (apply or rollback) run again by the same owner (one
+  ownership epoch) with no fault in between, or two such runs of it at once
+  (:func:`excused_replay`: re-running the step a kill, a freeze or a database fault cut off
+  is the documented at-least-once window the idempotency key covers — counted in the facts,
+  not here); a step recorded twice in the graph state; remediation without an approval or
+  beyond the plan; index and graph disagreeing on the outcome, or an outcome the decision
+  does not lead to; an incident the driver never asked for;
 - **stuck**: an incident still open in the index, or closed while its checkpoint still holds
   work;
 - **double_paged**: more than one PagerDuty trigger for an incident's ``dedup_key``, or a
-  trigger for an incident that did not escalate.
+  trigger for an incident that did not escalate;
+- **double_applied** (:func:`double_applied`): a remediation step whose executor calls under
+  two different owners (ownership epochs) both ran to completion, unless the later owner's
+  calls were the documented *in-doubt re-run* — every one of them ``in_doubt`` and the
+  earlier epoch's claim in ``durable_ir_step_claims`` never finished (its owner was killed,
+  frozen or cut off in the middle of the step); or a step the target took effect for twice.
+  In-doubt re-runs are counted apart (``in_doubt_reruns``): the target deduplicates by
+  idempotency key, so they are not a second effect.
 """
 
 from __future__ import annotations
@@ -47,13 +56,25 @@ from _soak_workload import (
 
 from durable_ir import open_runtime
 from durable_ir.integrations.pagerduty import dedup_key
+from durable_ir.records import StepClaim
 
-__all__ = ["Check", "Evidence", "SoakResult", "check", "collect_evidence", "excused_replay"]
+__all__ = [
+    "Check",
+    "Evidence",
+    "SoakResult",
+    "StepCall",
+    "check",
+    "collect_evidence",
+    "double_applied",
+    "excused_replay",
+]
 
 
 @dataclass(frozen=True)
 class StepCall:
-    """One executor call, from the start and end lines of the traces."""
+    """One executor call, from the start and end lines of the traces: ``epoch`` and
+    ``in_doubt`` from its ``StepContext``; ``ok`` what it returned and ``applied`` whether
+    the target took effect for it (both ``None``: the call never ended)."""
 
     key: str
     incident: str
@@ -62,6 +83,10 @@ class StepCall:
     pid: int
     started: float
     ended: float | None
+    epoch: int | None = None
+    in_doubt: bool = False
+    applied: bool | None = None
+    ok: bool | None = None
 
 
 @dataclass
@@ -77,6 +102,8 @@ class Evidence:
     triggers: Counter[str]
     alerts_opened: Counter[str]
     pagerduty_refused: int
+    claims: dict[str, list[StepClaim]] = field(default_factory=dict)
+    """Each incident's remediation step claims (``ledger.step_claims``)."""
 
 
 async def collect_evidence(db: str, calls_dir: Path, pagerduty: LocalPagerDuty) -> Evidence:
@@ -99,7 +126,7 @@ async def collect_evidence(db: str, calls_dir: Path, pagerduty: LocalPagerDuty) 
             "SELECT job_id, kind, incident_id, tag, payload, attempts, done_at, result"
             " FROM chaos_jobs ORDER BY job_id"
         ).fetchall()
-    states, state_errors = await read_states(db, list(incidents))
+    states, state_errors, claims = await read_states(db, list(incidents))
     return Evidence(
         incidents=incidents,
         approvals=dict(approvals),
@@ -110,18 +137,20 @@ async def collect_evidence(db: str, calls_dir: Path, pagerduty: LocalPagerDuty) 
         triggers=pagerduty.triggers_by_key(),
         alerts_opened=pagerduty.alerts_opened_by_key(),
         pagerduty_refused=pagerduty.refused,
+        claims=claims,
     )
 
 
 async def read_states(
     db: str, incident_ids: list[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Each incident's graph state and status (``Runtime.get``), and the tasks its latest
-    checkpoint still holds (``aget_state``)."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, list[StepClaim]]]:
+    """Each incident's graph state and status (``Runtime.get``), the tasks its latest
+    checkpoint still holds (``aget_state``), and its step claims (``ledger.step_claims``)."""
     # Only read: nothing runs, so neither the executor nor PagerDuty is ever called.
     graph = chaos_graph("http://127.0.0.1:9", Path(os.devnull), 0.0)
     states: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
+    claims: dict[str, list[StepClaim]] = {}
     async with open_runtime(db) as runtime:
         registered = runtime.register(graph, name=GRAPH_NAME)
         gate = asyncio.Semaphore(8)
@@ -143,9 +172,10 @@ async def read_states(
                     "status": snapshot.status,
                     "pending_tasks": tuple(t.name for t in raw.tasks),
                 }
+                claims[incident_id] = list(await runtime.store.ledger.step_claims(incident_id))
 
         await asyncio.gather(*(one(i) for i in incident_ids))
-    return states, errors
+    return states, errors, claims
 
 
 def read_calls(calls_dir: Path) -> list[StepCall]:
@@ -165,11 +195,26 @@ def read_calls(calls_dir: Path) -> list[StepCall]:
     for (key, pid), started in starts.items():
         finished = sorted(ends.get((key, pid), []), key=lambda r: r["t"])
         for call in sorted(started, key=lambda r: r["t"]):
-            end = next((e["t"] for e in finished if e["t"] >= call["t"]), None)
+            end = next((e for e in finished if e["t"] >= call["t"]), None)
+            applied = ok = None
             if end is not None:
-                finished = [e for e in finished if e["t"] != end]
+                finished = [e for e in finished if e["t"] != end["t"]]
+                ok = bool(end.get("ok"))
+                applied = bool(end.get("applied", ok))
             calls.append(
-                StepCall(key, call["incident"], call["number"], call["phase"], pid, call["t"], end)
+                StepCall(
+                    key,
+                    call["incident"],
+                    call["number"],
+                    call["phase"],
+                    pid,
+                    call["t"],
+                    None if end is None else end["t"],
+                    epoch=call.get("epoch"),
+                    in_doubt=bool(call.get("in_doubt")),
+                    applied=applied,
+                    ok=ok,
+                )
             )
     return sorted(calls, key=lambda c: c.started)
 
@@ -187,7 +232,7 @@ class Check:
     """One invariant: how many times it was broken, and which headline counter that adds to."""
 
     name: str
-    counter: Literal["lost", "duplicated", "stuck", "double_paged"]
+    counter: Literal["lost", "duplicated", "stuck", "double_paged", "double_applied"]
     failures: list[str] = field(default_factory=list)
 
 
@@ -199,7 +244,10 @@ class SoakResult:
     kills: int
     pg_faults: int
     checks: list[Check]
-    facts: dict[str, Any]
+    zombies: int = 0
+    in_doubt_reruns: int = 0
+    """Executor calls that re-ran a step in doubt (``StepContext.in_doubt``)."""
+    facts: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     unexpected_exits: list[str] = field(default_factory=list)
     errors_logged: int = 0
@@ -213,8 +261,15 @@ def excused_replay(first: StepCall, again: StepCall, faults: Sequence[Fault]) ->
     documented at-least-once window of the step in flight, which the idempotency key covers.
 
     Only a re-run that began after the first call ended (or after its process was killed)
-    qualifies; two calls of one step that overlap in time are two runs at once, never excused.
+    qualifies; two calls of one step that overlap in time are two runs at once, never excused
+    — unless the first caller was frozen (a zombie) when the second began: then the two only
+    overlap on the wall clock.
     """
+    if any(
+        f.kind == "zombie" and f.pid == first.pid and first.started <= f.at <= again.started
+        for f in faults
+    ):
+        return True
     if first.ended is None:
         return any(
             f.kind == "kill" and f.pid == first.pid and first.started <= f.at <= again.started
@@ -253,6 +308,9 @@ class Invariants:
         self.not_finished = Check("checkpoint has work left (graph can still run)", "stuck")
         self.paged_twice = Check("more than one PagerDuty trigger for an incident", "double_paged")
         self.paged_wrongly = Check("PagerDuty triggered without an escalation", "double_paged")
+        self.applied_twice = Check(
+            "step completed under two owners, not an in-doubt re-run", "double_applied"
+        )
 
     def all(self) -> list[Check]:
         """Every check, in the order of the report."""
@@ -268,13 +326,43 @@ def check(
     calls_by_incident: dict[str, list[StepCall]] = defaultdict(list)
     for call in evidence.calls:
         calls_by_incident[call.incident].append(call)
-    facts["step re-runs after a fault (same idempotency key)"] = _check_step_calls(
+    facts["step re-runs by the same owner after a fault"] = _check_step_calls(
         calls_by_incident, faults, checks
+    )
+    owners = double_applied(calls_by_incident, evidence.claims)
+    checks.applied_twice.failures.extend(owners.failures)
+    facts["in-doubt step re-runs by a new owner (same idempotency key)"] = (
+        f"{owners.in_doubt_reruns}, {owners.both_completed} of them after a call of the old "
+        f"owner's that also ran to its end; the target refused {owners.refused_by_target} "
+        "repeated key(s)"
+    )
+    step_claims = [
+        c for claims in evidence.claims.values() for c in claims if not c.key.startswith("notify/")
+    ]
+    facts["remediation step claims (never finished: owner lost mid-step)"] = (
+        f"{len(step_claims)} ({sum(1 for c in step_claims if c.finished_at is None)})"
+    )
+    zombie_pids = {f.pid for f in faults if f.kind == "zombie"}
+    facts["executor calls of frozen workers (ended after the freeze)"] = sum(
+        1
+        for c in evidence.calls
+        if c.pid in zombie_pids
+        and any(
+            f.kind == "zombie" and f.pid == c.pid and c.started <= f.at and (c.ended or 0) > f.at
+            for f in faults
+        )
     )
     planned_ids = {p.incident_id for p in plan}
     checks.extra_incidents.failures.extend(sorted(set(evidence.incidents) - planned_ids))
     facts["alert deliveries (with redeliveries)"] = sum(
         job["attempts"] for job in evidence.jobs if job["kind"] == "alert"
+    )
+    results = [job["result"] or {} for job in evidence.jobs]
+    facts["alerts redelivered after their incident closed (refused by id)"] = sum(
+        1 for r in results if r.get("refused") == "closed"
+    )
+    facts["jobs acknowledged by a worker whose run was taken over"] = sum(
+        1 for r in results if r.get("fenced")
     )
     facts.update(_check_acknowledged_decisions(evidence, checks))
     outcomes: Counter[str] = Counter()
@@ -295,17 +383,20 @@ def check(
     return SoakResult(
         incidents=len(plan),
         kills=sum(1 for f in faults if f.kind == "kill"),
-        pg_faults=sum(1 for f in faults if f.kind != "kill"),
+        pg_faults=sum(1 for f in faults if f.kind not in ("kill", "zombie")),
         checks=checks.all(),
         facts=facts,
+        zombies=sum(1 for f in faults if f.kind == "zombie"),
+        in_doubt_reruns=owners.in_doubt_reruns,
     )
 
 
 def _check_step_calls(
     calls_by_incident: Mapping[str, list[StepCall]], faults: Sequence[Fault], checks: Invariants
 ) -> int:
-    """Flag every executor call that repeats an earlier one of the same step without a fault
-    in between; return how many repeats a fault explains."""
+    """Flag every executor call that repeats an earlier one of the same step by the same
+    owner (epoch) without a fault in between; return how many repeats a fault explains.
+    Repeats by another owner are :func:`double_applied`'s."""
     excused = 0
     for calls in calls_by_incident.values():
         by_key: dict[str, list[StepCall]] = defaultdict(list)
@@ -313,6 +404,8 @@ def _check_step_calls(
             by_key[call.key].append(call)
         for key, same in by_key.items():
             for first, again in itertools.pairwise(same):
+                if None not in (first.epoch, again.epoch) and first.epoch != again.epoch:
+                    continue
                 if excused_replay(first, again, faults):
                     excused += 1
                 else:
@@ -321,6 +414,95 @@ def _check_step_calls(
                         f"{again.started:.3f}"
                     )
     return excused
+
+
+@dataclass
+class Owners:
+    """What :func:`double_applied` found."""
+
+    failures: list[str] = field(default_factory=list)
+    in_doubt_reruns: int = 0
+    both_completed: int = 0
+    """In-doubt re-runs whose earlier owner's call also ran to its end (a zombie woken up)."""
+    refused_by_target: int = 0
+    """Successful calls the target did not take effect for (their key had already)."""
+
+
+def _epoch_order(epoch: int | None) -> int:
+    return -1 if epoch is None else epoch
+
+
+def double_applied(
+    calls_by_incident: Mapping[str, Sequence[StepCall]],
+    claims: Mapping[str, Sequence[StepClaim]],
+) -> Owners:
+    """Steps that took effect under more than one owner, from the executors' traces and the
+    step claims (``durable_ir_step_claims``).
+
+    For every step (incident, idempotency key), the calls that ran to their end are grouped
+    by ownership epoch. Two epochs ``lo < hi`` that both completed a call are a double apply
+    unless ``hi``'s calls were all ``in_doubt`` and ``lo``'s claim was never finished: the
+    documented in-doubt re-run of the step that was in flight when ``lo`` lost the incident
+    (killed, frozen, cut off), which the idempotency key covers — counted in
+    ``in_doubt_reruns``, with the calls that ran in doubt after a call that never ended. A
+    step the target took effect for twice is a double apply whatever the claims say.
+
+    Example (a zombie's call and its new owner's in-doubt re-run; then a broken fence):
+        >>> from dataclasses import replace
+        >>> from datetime import UTC, datetime
+        >>> key = "i/step-2/apply"
+        >>> zombie = StepCall(key, "i", 2, "apply", 7, 1.0, 30.0, epoch=1, applied=False)
+        >>> rerun = StepCall(key, "i", 2, "apply", 8, 20.0, 20.1, 2, True, True)
+        >>> unfinished = StepClaim("i", key, 1, "w7", datetime.now(UTC))
+        >>> found = double_applied({"i": [zombie, rerun]}, {"i": [unfinished]})
+        >>> found.failures, found.in_doubt_reruns
+        ([], 1)
+        >>> finished = replace(unfinished, finished_at=datetime.now(UTC), ok=True)
+        >>> len(double_applied({"i": [zombie, rerun]}, {"i": [finished]}).failures)
+        1
+    """
+    found = Owners()
+    for incident, calls in calls_by_incident.items():
+        claimed: dict[tuple[str, int | None], StepClaim] = {
+            (c.key, c.epoch): c for c in claims.get(incident, [])
+        }
+        by_key: dict[str, list[StepCall]] = defaultdict(list)
+        for call in calls:
+            by_key[call.key].append(call)
+        for key, same in by_key.items():
+            doubted = [c for c in same if c.in_doubt]
+            found.in_doubt_reruns += len(doubted)
+            completed: dict[int | None, list[StepCall]] = defaultdict(list)
+            for call in same:
+                if call.ended is not None:
+                    completed[call.epoch].append(call)
+            found.refused_by_target += sum(
+                1 for group in completed.values() for c in group if c.ok and not c.applied
+            )
+            problems = []
+            effects = [c for c in same if c.applied]
+            if len(effects) > 1:
+                problems.append(f"the target took effect {len(effects)} times")
+            epochs = sorted(completed, key=_epoch_order)
+            for lo, hi in itertools.combinations(epochs, 2):
+                claim = claimed.get((key, lo))
+                rerun = all(c.in_doubt for c in completed[hi])
+                if lo is not None and rerun and claim is not None and claim.finished_at is None:
+                    found.both_completed += 1
+                    continue
+                state = (
+                    "no claim" if claim is None
+                    else "claim unfinished" if claim.finished_at is None
+                    else "claim finished"
+                )  # fmt: skip
+                problems.append(
+                    f"epoch {lo} (pid {completed[lo][0].pid}, {state}) and epoch {hi} (pid "
+                    f"{completed[hi][0].pid}, in_doubt {[c.in_doubt for c in completed[hi]]}) "
+                    "both completed it"
+                )
+            if problems:
+                found.failures.append(f"{key}: " + "; ".join(problems))
+    return found
 
 
 def _check_acknowledged_decisions(evidence: Evidence, checks: Invariants) -> dict[str, int]:

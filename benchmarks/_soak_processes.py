@@ -8,9 +8,17 @@
   ``Runtime.decide``, or ``Runtime.record_decision`` (acknowledged as soon as it is durable)
   then ``Runtime.apply_decision``;
 - the **SLA monitor** process: ``SlaMonitor(runtime).run()``;
-- :class:`Children`: starts, kills (SIGKILL), restarts and stops them for the driver;
-- **faults**: restarting this machine's PostgreSQL cluster, or terminating every connection to
-  one database.
+- :class:`Children`: starts, kills (SIGKILL), freezes (SIGSTOP/SIGCONT), restarts and stops
+  them for the driver; each process's database URL names it (``application_name``, so that
+  its sessions can be found in ``pg_stat_activity``), and some workers' URLs point at a
+  PgBouncer in transaction mode instead of the server;
+- **faults**: restarting this machine's PostgreSQL cluster, terminating every connection to
+  one database, or one process's sessions.
+
+A worker survives being fenced: when a run it was doing was taken over while it was frozen,
+``OwnershipLost`` (from ``ingest``, ``decide`` or ``apply_decision``) is logged, the job is
+acknowledged as far as it got (the incident exists; the decision is durable) or handed back,
+and the incident is finished by its new owner.
 
 Run as a script, this file is one worker or monitor (``python benchmarks/_soak_processes.py
 worker 0 --db … ``); :meth:`ChildSettings.argv` makes that command line.
@@ -31,10 +39,10 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 CHILD_SCRIPT = Path(__file__).resolve()
 if str(CHILD_SCRIPT.parent) not in sys.path:
@@ -52,6 +60,7 @@ from durable_ir import (  # noqa: E402
     Conflict,
     InvalidDecision,
     NotFound,
+    OwnershipLost,
     Reject,
     Runtime,
     SlaMonitor,
@@ -63,9 +72,12 @@ __all__ = [
     "ChildSettings",
     "Children",
     "Fault",
+    "end_sessions",
+    "freeze",
     "local_cluster_for",
     "restart_cluster",
     "terminate_backends",
+    "with_application_name",
     "with_retries",
 ]
 
@@ -134,7 +146,8 @@ class JobQueue:
             url,
             min_size=1,
             max_size=size,
-            kwargs={"autocommit": True},
+            # No prepared statements: this pool may go through PgBouncer in transaction mode.
+            kwargs={"autocommit": True, "prepare_threshold": None},
             open=False,
             check=AsyncConnectionPool.check_connection,
         )
@@ -258,6 +271,11 @@ class Worker:
             try:
                 result = await self._handle(job)
             except Exception as exc:
+                if fenced(exc):
+                    result = await self._fenced(job, exc)
+                    if result is not None:
+                        await self.queue.finish(job, result)
+                    continue
                 self.log.warning(
                     "%s job %d for %s failed (%s: %s); it will be retried",
                     job.kind,
@@ -273,13 +291,23 @@ class Worker:
 
     async def _handle(self, job: Job) -> dict[str, Any] | None:
         if job.kind == "alert":
-            intake = await self.runtime.ingest(
-                self.graph,
-                job.payload["alert"],
-                graph_name=GRAPH_NAME,
-                incident_id=job.incident_id,
-                extra_input=job.payload["extra_input"],
-            )
+            try:
+                intake = await self.runtime.ingest(
+                    self.graph,
+                    job.payload["alert"],
+                    graph_name=GRAPH_NAME,
+                    incident_id=job.incident_id,
+                    extra_input=job.payload["extra_input"],
+                )
+            except Conflict as exc:
+                row = await self.runtime.store.ledger.get_incident(job.incident_id)
+                if row is None or row.is_open or "is closed" not in str(exc):
+                    raise
+                # A redelivery (the first delivery's worker died or froze after the incident
+                # opened) of an incident that has closed since: a closed incident's id
+                # refuses alerts. The alert was taken in: done.
+                return {"created": False, "incident_id": row.incident_id, "status": "closed",
+                        "refused": "closed"}  # fmt: skip
             status = intake.snapshot.status if intake.snapshot is not None else None
             incident = intake.incident.incident_id if intake.incident is not None else None
             return {"created": intake.created, "incident_id": incident, "status": status}
@@ -303,6 +331,14 @@ class Worker:
                     self.log.info("incident %s busy: its decision is left to its holder or "
                                   "recovery", job.incident_id)  # fmt: skip
             except Exception as exc:  # durable already: recovery applies it
+                if fenced(exc):
+                    self.log.warning(
+                        "fenced: applying the decision on %s stopped (%s); its new owner "
+                        "finishes the incident",
+                        job.incident_id,
+                        exc,
+                    )
+                    return None
                 self.log.warning(
                     "applying the decision on %s failed (%s: %s); recovery applies it",
                     job.incident_id,
@@ -323,6 +359,47 @@ class Worker:
         except (NotFound, InvalidDecision) as exc:
             return {"acked": False, "why": type(exc).__name__, "detail": str(exc)[:200]}
 
+    async def _fenced(self, job: Job, exc: BaseException) -> dict[str, Any] | None:
+        """A job whose run was taken over by another worker while this one was frozen
+        (``OwnershipLost``): the result to acknowledge it with, or ``None`` once it is
+        handed back. An alert's incident exists (this worker owned it); a decision the
+        ledger holds under this job's identity is durable, whatever happens to the run."""
+        self.log.warning(
+            "fenced: %s job %d for %s lost its run to another worker (%s); the new owner "
+            "finishes the incident",
+            job.kind,
+            job.job_id,
+            job.incident_id,
+            exc,
+        )
+        if job.kind == "alert":
+            return {"created": None, "incident_id": job.incident_id, "fenced": True}
+        decision = decision_for(job.payload)
+        try:
+            history = await with_retries(
+                lambda: self.runtime.store.ledger.history(job.incident_id), seconds=60
+            )
+        except PG_RETRY_ERRORS:
+            history = []
+        for record in history:
+            if record.decided_by == decision.by and str(record.status) != "pending":
+                return {**acknowledgement(record.approval_id, record.status, decision),
+                        "fenced": True}  # fmt: skip
+        await self.queue.hand_back(job, retry_in=1.0)
+        return None
+
+
+def fenced(exc: BaseException) -> bool:
+    """Whether ``exc``, or what caused it, is ``OwnershipLost``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OwnershipLost):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
 
 def acknowledgement(approval_id: str, status: Any, decision: Approve | Reject) -> dict[str, Any]:
     """What the driver is told when its decision is durable."""
@@ -339,7 +416,11 @@ async def worker_process(settings: ChildSettings, index: int) -> None:
     (``recover(stalled=True)``, as at every start-up), report ready, then take jobs until
     killed."""
     graph = chaos_graph(
-        settings.pagerduty, calls_file(settings, "worker", index), settings.step_seconds
+        settings.pagerduty,
+        calls_file(settings, "worker", index),
+        settings.step_seconds,
+        settings.effects_dir,
+        settings.hold_dir,
     )
     async with open_runtime_retrying(settings) as runtime:
         runtime.register(graph, name=GRAPH_NAME)
@@ -367,7 +448,11 @@ async def worker_process(settings: ChildSettings, index: int) -> None:
 async def monitor_process(settings: ChildSettings, index: int) -> None:
     """An SLA monitor: a sweep every ``sla_interval`` seconds, then ``recover()``."""
     graph = chaos_graph(
-        settings.pagerduty, calls_file(settings, "monitor", index), settings.step_seconds
+        settings.pagerduty,
+        calls_file(settings, "monitor", index),
+        settings.step_seconds,
+        settings.effects_dir,
+        settings.hold_dir,
     )
     async with open_runtime_retrying(settings) as runtime:
         runtime.register(graph, name=GRAPH_NAME)
@@ -380,8 +465,14 @@ class ChildSettings:
     """What every worker and monitor process of one soak is started with."""
 
     db: str
+    """The soak database's URL (the driver gives each process its own: its
+    ``application_name``, and for some workers the PgBouncer in front of the server)."""
     pagerduty: str
     calls_dir: Path
+    effects_dir: Path
+    """The executors' target (see ``RecordingExecutor``)."""
+    hold_dir: Path
+    """Where the driver asks a process to hold inside a step (see ``RecordingExecutor``)."""
     concurrency: int
     sla_interval: float
     lease_ttl: float
@@ -399,7 +490,14 @@ class ChildSettings:
         parser = argparse.ArgumentParser(description="a worker or monitor of the chaos soak")
         parser.add_argument("role", choices=("worker", "monitor"))
         parser.add_argument("index", type=int)
-        hints = {"calls_dir": Path, "concurrency": int, "db": str, "pagerduty": str}
+        hints = {
+            "calls_dir": Path,
+            "effects_dir": Path,
+            "hold_dir": Path,
+            "concurrency": int,
+            "db": str,
+            "pagerduty": str,
+        }
         for f in fields(cls):
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=hints.get(f.name, float))
         args = parser.parse_args(argv)
@@ -421,10 +519,11 @@ def child_main(argv: Sequence[str] | None = None) -> int:
 
 @dataclass(frozen=True)
 class Fault:
-    """A fault the driver injected: a worker SIGKILLed (``pid``), or PostgreSQL restarted or
+    """A fault the driver injected: a worker SIGKILLed (``pid``), a worker frozen (a zombie:
+    SIGSTOP at ``at``, its sessions ended, SIGCONT at ``until``), or PostgreSQL restarted or
     its connections terminated (from ``at`` to ``until``, epoch seconds)."""
 
-    kind: Literal["kill", "pg_restart", "pg_terminate"]
+    kind: Literal["kill", "zombie", "pg_restart", "pg_terminate"]
     at: float
     until: float
     pid: int | None = None
@@ -474,6 +573,41 @@ def terminate_backends(server: str, database: str) -> str:
     return f"pg_terminate_backend on {sum(1 for r in rows if r[0])} connections"
 
 
+def end_sessions(server: str, application_name: str) -> int:
+    """``pg_terminate_backend`` on every session named ``application_name``; how many."""
+    with psycopg.connect(server, autocommit=True, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (application_name,),
+        ).fetchall()
+    return sum(1 for (ended,) in rows if ended)
+
+
+def process_state(pid: int) -> str:
+    """The kernel's one-letter state of ``pid`` (``T``: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0]
+
+
+def freeze(pid: int, within: float = 30.0) -> None:
+    """SIGSTOP ``pid`` and wait until the kernel has stopped it."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + within
+    while process_state(pid) != "T":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} did not stop")
+        time.sleep(0.005)
+
+
+def with_application_name(url: str, name: str) -> str:
+    """``url`` (a postgresql:// URI) whose sessions show as ``name`` in pg_stat_activity."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    query = [(k, v) for k, v in query if k != "application_name"] + [("application_name", name)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 # --------------------------------------------------------------------------- child processes
 
 
@@ -485,15 +619,30 @@ class Child:
     index: int
     proc: subprocess.Popen[str]
     log_path: Path
+    application_name: str
+    via_pgbouncer: bool = False
     expected_exit: bool = False
 
 
 class Children:
-    """Starts, kills, restarts and stops the soak's worker and monitor processes."""
+    """Starts, kills, freezes, restarts and stops the soak's worker and monitor processes.
 
-    def __init__(self, settings: ChildSettings, logs_dir: Path) -> None:
+    ``pgbouncer_db``: the soak database's URL through a PgBouncer; workers numbered in
+    ``pgbouncer_workers`` connect through it (every time they start), the others directly.
+    """
+
+    def __init__(
+        self,
+        settings: ChildSettings,
+        logs_dir: Path,
+        *,
+        pgbouncer_db: str | None = None,
+        pgbouncer_workers: frozenset[int] = frozenset(),
+    ) -> None:
         self.settings = settings
         self.logs_dir = logs_dir
+        self.pgbouncer_db = pgbouncer_db
+        self.pgbouncer_workers = pgbouncer_workers if pgbouncer_db else frozenset()
         self.current: dict[tuple[Role, int], Child] = {}
         self.every: list[Child] = []
         self.unexpected_exits: list[str] = []
@@ -502,16 +651,20 @@ class Children:
         """Start process ``role`` number ``index`` (again, after a kill)."""
         generation = sum(1 for c in self.every if (c.role, c.index) == (role, index))
         log_path = self.logs_dir / f"{role}{index}.{generation}.log"
+        via_pgbouncer = role == "worker" and index in self.pgbouncer_workers
+        base = self.pgbouncer_db if via_pgbouncer and self.pgbouncer_db else self.settings.db
+        name = f"chaos-{role}{index}.{generation}"
+        settings = replace(self.settings, db=with_application_name(base, name))
         with open(log_path, "w") as stderr:
             proc = subprocess.Popen(
-                self.settings.argv(role, index),
+                settings.argv(role, index),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
                 cwd=ROOT,
             )
-        child = Child(role, index, proc, log_path)
+        child = Child(role, index, proc, log_path, name, via_pgbouncer)
         self.current[(role, index)] = child
         self.every.append(child)
         return child
@@ -565,6 +718,8 @@ class Children:
             child.expected_exit = True
             if child.proc.poll() is None:
                 child.proc.terminate()
+                with contextlib.suppress(OSError):  # a frozen one must wake to die
+                    os.kill(child.proc.pid, signal.SIGCONT)
         for child in self.every:
             try:
                 child.proc.wait(timeout=10)

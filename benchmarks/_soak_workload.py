@@ -3,8 +3,10 @@ the driver sends through it.
 
 - :func:`chaos_graph`: :class:`~durable_ir.IncidentGraphBuilder` with counting parts — a
   confident analyzer whose plan has as many steps as the alert's ``chaos_steps`` label says,
-  an executor (:class:`RecordingExecutor`) that traces every apply and rollback to a file of
-  its process, failing the step the alert's ``chaos_fail_step`` label names — and the real
+  an executor (:class:`RecordingExecutor`) that traces every apply and rollback (with its
+  ownership epoch and whether it ran in doubt) to a file of its process and acts on a target
+  that deduplicates by idempotency key, failing the step the alert's ``chaos_fail_step``
+  label names, and that the driver can hold inside a step to freeze its process — and the real
   :class:`~durable_ir.integrations.pagerduty.PagerDutyNotifier`, paging only on escalation;
 - :func:`make_plan`: what happens to each incident, drawn from a seeded RNG.
 
@@ -70,6 +72,8 @@ CRASH_LOOP = "crash_loop"
 """The escalation reason of a run recovery gave up on (after ``max_run_attempts``)."""
 DecisionKind = Literal["approve", "reject"]
 Fate = Literal["approve", "reject", "expire"]
+HOLD_AT_MOST_S = 300.0
+"""How long a step waits for the driver to let it go (a bound for a driver that died)."""
 
 
 class PlannedAnalyzer:
@@ -111,15 +115,36 @@ def has_rollback(number: int) -> bool:
 
 class RecordingExecutor:
     """Executor and verifier whose every apply and rollback leaves a trace: a line when the
-    call starts and one when it ends (its idempotency key, phase, step number, process id and
-    time), appended to this process's file with ``O_APPEND`` — so the trace survives SIGKILL,
-    and calls from every process can be counted afterwards. An apply takes ``step_seconds``
-    (a kill can land inside it); step ``chaos_fail_step`` of the alert fails. The service is
-    healthy after every plan that was applied in full."""
+    call starts and one when it ends (its idempotency key, phase, step number, process id,
+    ownership epoch, whether it ran in doubt, and time), appended to this process's file with
+    ``O_APPEND`` — so the trace survives SIGKILL, and calls from every process can be counted
+    afterwards. An apply takes ``step_seconds`` (a kill can land inside it); step
+    ``chaos_fail_step`` of the alert fails. The service is healthy after every plan that was
+    applied in full.
 
-    def __init__(self, calls_file: Path, step_seconds: float) -> None:
+    The **target** the steps act on deduplicates by idempotency key, as a remediation API
+    that takes one does: a step's effect is a file named after its key in ``effects_dir``,
+    created with ``O_CREAT | O_EXCL`` (atomic across processes, kept through SIGKILL), so
+    only the first call of a key takes effect; the end line records whether this call did
+    (``applied``). An in-doubt re-run of a step whose first run had already taken effect is
+    therefore refused by the target, not applied twice.
+
+    ``hold_dir``: while ``hold-<pid>`` exists there, a step starting in process ``pid``
+    appends its key and epoch to ``held-<pid>`` and waits (before taking effect) until the
+    file is gone — so the chaos driver can freeze the process inside a step (a zombie).
+    """
+
+    def __init__(
+        self,
+        calls_file: Path,
+        step_seconds: float,
+        effects_dir: Path | None = None,
+        hold_dir: Path | None = None,
+    ) -> None:
         self.calls_file = calls_file
         self.step_seconds = step_seconds
+        self.effects_dir = effects_dir
+        self.hold_dir = hold_dir
         self._fd: int | None = None
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -127,7 +152,43 @@ class RecordingExecutor:
             self._fd = os.open(self.calls_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._fd, (json.dumps(record) + "\n").encode())
 
+    async def _hold_if_asked(self, trace: dict[str, Any]) -> None:
+        """Wait inside the step while the driver's ``hold-<pid>`` file exists (bounded)."""
+        if self.hold_dir is None:
+            return
+        hold = self.hold_dir / f"hold-{os.getpid()}"
+        if not hold.exists():
+            return
+        held = os.open(
+            self.hold_dir / f"held-{os.getpid()}", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+        )
+        try:
+            os.write(held, (json.dumps({**trace, "t": time.time()}) + "\n").encode())
+        finally:
+            os.close(held)
+        deadline = time.monotonic() + HOLD_AT_MOST_S
+        while True:  # bounded: a driver that died never lets go
+            if not hold.exists() or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+
+    def _take_effect(self, key: str, epoch: int | None) -> bool:
+        """The target: apply ``key`` unless it was applied already; whether it was now."""
+        if self.effects_dir is None:
+            return True
+        name = key.replace("/", "__")
+        try:
+            fd = os.open(self.effects_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, json.dumps({"pid": os.getpid(), "epoch": epoch}).encode())
+        finally:
+            os.close(fd)
+        return True
+
     async def _run(self, step: StepAction, context: StepContext) -> StepResult:
+        epoch = getattr(context, "epoch", None)
         trace = {
             "key": context.idempotency_key,
             "incident": context.incident_id,
@@ -135,16 +196,23 @@ class RecordingExecutor:
             "phase": context.phase,
             "action": step.action,
             "pid": os.getpid(),
+            "epoch": epoch,
+            "in_doubt": bool(getattr(context, "in_doubt", False)),
         }
         self._write({**trace, "event": "start", "t": time.time()})
+        await self._hold_if_asked(trace)
         await asyncio.sleep(self.step_seconds)
         labels = context.alert.get("labels") or {}
         failing = context.phase == "apply" and context.number == int(
             labels.get(FAIL_STEP_LABEL, "0")
         )
-        self._write({**trace, "event": "end", "ok": not failing, "t": time.time()})
+        applied = False if failing else self._take_effect(context.idempotency_key, epoch)
+        self._write({**trace, "event": "end", "ok": not failing, "applied": applied,
+                     "t": time.time()})  # fmt: skip
         if failing:
             return StepResult(False, f"{step.action} {step.target}: the API said no")
+        if not applied:
+            return StepResult(True, f"{step.action} {step.target}: already applied under this key")
         return StepResult(True, f"{step.action} {step.target} done")
 
     async def dry_run(self, step: StepAction, context: StepContext) -> StepResult:
@@ -160,10 +228,18 @@ class RecordingExecutor:
         return Verification(True, "healthy")
 
 
-def chaos_graph(pagerduty_url: str, calls_file: Path, step_seconds: float) -> Any:
-    """The soak's incident graph (uncompiled): the builder with the counting parts and the
-    real PagerDuty notifier on the local server, paging only on escalation."""
-    executor = RecordingExecutor(calls_file, step_seconds)
+def chaos_graph(
+    pagerduty_url: str,
+    calls_file: Path,
+    step_seconds: float,
+    effects_dir: Path | None = None,
+    hold_dir: Path | None = None,
+) -> Any:
+    """The soak's incident graph (uncompiled): the builder with the counting parts (the
+    executor's target in ``effects_dir``, holds asked for in ``hold_dir``: see
+    :class:`RecordingExecutor`) and the real PagerDuty notifier on the local server, paging
+    only on escalation."""
+    executor = RecordingExecutor(calls_file, step_seconds, effects_dir, hold_dir)
     return IncidentGraphBuilder(
         gatherer=OneEvidenceGatherer(),
         analyzer=PlannedAnalyzer(),
