@@ -180,3 +180,47 @@ async def test_an_incident_can_be_opened_now_and_run_later(
             await rt.start_opened(incident_id)
         with pytest.raises(NotFound):
             await rt.start_opened("never-opened")
+
+
+async def test_an_incident_run_by_recovery_before_its_opener_got_to_it_is_not_run_again(
+    durable_url: str, counter_dir: Path
+) -> None:
+    """The opener stalls between indexing the incident and taking it (a long pause, a
+    pooler slow to reconnect) past its lease: another runtime's recovery starts the
+    incident, and it is decided and finished there. When the opener gets the incident at
+    last, it must not run the graph from the start a second time (LangGraph would: an input
+    to a thread that exists starts a new run)."""
+    clock = FixedClock(fired_at())
+    graph = build_incident_graph(counter_dir, step_count=2).build()
+    async with (
+        open_runtime(durable_url, clock=clock) as opener,
+        open_runtime(durable_url, clock=clock) as other,
+    ):
+        other.register(graph)
+        real_try = opener.store.locks.try_acquire
+        stalled: list[str] = []
+
+        async def stall_then_try(incident_id: str) -> bool:
+            if not stalled:
+                stalled.append(incident_id)
+                clock.advance(seconds=31)  # the opener's lease (30 s) runs out
+                assert await other.recover() == []  # takes the run over: it pauses
+                paused = await other.get(incident_id)
+                assert paused.status == "awaiting_approval"
+                assert (await other.decide(incident_id, Approve(by="alice"))).applied
+            return await real_try(incident_id)
+
+        opener.store.locks.try_acquire = stall_then_try  # type: ignore[method-assign]
+        intake = await opener.ingest(graph, ALERT)
+        assert intake.created and intake.incident is not None
+        incident_id = intake.incident.incident_id
+        assert stalled == [incident_id]
+        done = await opener.get(incident_id)
+        assert done.status == "finished" and done.values["outcome"]["status"] == "resolved"
+        assert intake.snapshot is not None and intake.snapshot.status == "finished"
+        # Ran once: one approval asked, each step applied once, the index closed once.
+        assert len(await opener.history(incident_id)) == 1
+        applied = (counter_dir / f"{incident_id}.log").read_text().splitlines()
+        assert applied == ["apply 1 scale checkout-1", "apply 2 scale checkout-2"]
+        row = await opener.store.ledger.get_incident(incident_id)
+        assert row is not None and row.status == "closed" and row.outcome == "resolved"

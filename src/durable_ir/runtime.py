@@ -461,11 +461,23 @@ class Runtime:
             return Intake(row, created=True)
         snapshot = None
         try:
-            async with self.store.locks.hold(incident_id, wait=0):
-                snapshot = await self._run_first(registered, incident_id, run_input)
+            async with self.store.locks.hold(incident_id, wait=0) as epoch:
+                # Epoch 1: nobody held this new incident before us. A later epoch means that
+                # this process stalled between indexing and taking it, past its lease, and
+                # recovery ran it meanwhile: an input to a thread that exists would start
+                # the graph over, so it is not run again here.
+                if epoch == 1 or not await self._started_elsewhere(incident_id):
+                    snapshot = await self._run_first(registered, incident_id, run_input)
         except IncidentBusy:  # recovery picked it up first: it runs there
             pass
         return Intake(row, created=True, snapshot=snapshot or await self.get(incident_id))
+
+    async def _started_elsewhere(self, incident_id: str) -> bool:
+        """True if another runtime started (or even closed) ``incident_id`` already."""
+        row = await self.store.ledger.get_incident(incident_id)
+        if row is None or not row.is_open or row.started_at is not None:
+            return True
+        return await self._decider.incident_exists(incident_id)
 
     async def start_opened(self, incident_id: str) -> IncidentSnapshot:
         """Run an incident opened with ``ingest(..., run=False)`` until it pauses or ends.
