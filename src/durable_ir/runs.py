@@ -116,12 +116,7 @@ class GraphRunner:
         took the incident over meanwhile, the run stops at its next fenced write with
         :class:`~durable_ir.errors.OwnershipLost`, and nothing more is written for it here.
         """
-        epoch = self.locks.epoch(incident_id) if self.locks is not None else None
-        if epoch is not None:
-            config = {
-                **config,
-                "configurable": {**config.get("configurable", {}), EPOCH_CONFIG_KEY: epoch},
-            }
+        config = self.fenced(incident_id, config)
         async with self.leases.running(incident_id):
             try:
                 with span(
@@ -150,6 +145,18 @@ class GraphRunner:
                     raise
         await self.settle(incident_id, result)
         return result
+
+    def fenced(self, incident_id: str, config: RunnableConfig) -> RunnableConfig:
+        """``config`` carrying the epoch of this process's hold on ``incident_id`` (under
+        ``EPOCH_CONFIG_KEY``), so that checkpoint writes made with it are fenced; unchanged
+        if the locks have no epochs or the incident is not held here."""
+        epoch = self.locks.epoch(incident_id) if self.locks is not None else None
+        if epoch is None:
+            return config
+        return {
+            **config,
+            "configurable": {**config.get("configurable", {}), EPOCH_CONFIG_KEY: epoch},
+        }
 
     async def settle(self, incident_id: str, result: Any) -> None:
         """Record in the index that the run which returned ``result`` ended or paused."""

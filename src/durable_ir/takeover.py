@@ -245,7 +245,9 @@ class RunTakeover:
         )
         METRICS.crash_loops.inc()
         # Clear the pending tasks: the node that keeps failing must not run again.
-        await graph.compiled.aupdate_state(config, None, as_node=END)
+        await graph.compiled.aupdate_state(
+            self._runner.fenced(row.incident_id, config), None, as_node=END
+        )
         values = state.values if isinstance(state.values, dict) else {}
         outcome = values.get("outcome")
         ended_as = outcome.get("status") if isinstance(outcome, dict) else None
