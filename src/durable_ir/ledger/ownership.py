@@ -26,7 +26,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from durable_ir.ledger.base import ApprovalLedger, check_aware
 from durable_ir.records import Ownership, StepClaim
@@ -40,6 +40,7 @@ __all__ = [
     "STEP_CLAIMS",
     "TAKE",
     "SqlOwnership",
+    "SqlParams",
 ]
 
 EPOCH_CONFIG_KEY = "__durable_ir_epoch"
@@ -89,6 +90,9 @@ UPDATE durable_ir_step_claims SET finished_at = %s, ok = %s, detail = %s
 WHERE incident_id = %s AND step_key = %s AND epoch = %s AND {FENCE}
 """
 
+SqlParams: TypeAlias = Sequence[Any] | Mapping[str, Any]
+"""A statement's parameters: positional (``%s``), or named in the backend's own style."""
+
 _NOBODY = ""
 """What ``steal_from`` is compared with when there is no dead holder to take over from: no
 worker id is empty."""
@@ -114,11 +118,11 @@ class SqlOwnership(ApprovalLedger):
     above; a backend supplies how to run a statement and how it stores a timestamp."""
 
     @abstractmethod
-    async def _sql_rows(self, query: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
+    async def _sql_rows(self, query: str, params: SqlParams) -> list[Mapping[str, Any]]:
         """Run ``query`` (``%s`` placeholders) and return its rows."""
 
     @abstractmethod
-    async def _sql_write(self, query: str, params: Sequence[Any]) -> int:
+    async def _sql_write(self, query: str, params: SqlParams) -> int:
         """Run a write and return how many rows it changed."""
 
     @abstractmethod
