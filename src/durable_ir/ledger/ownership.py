@@ -121,6 +121,23 @@ class SqlOwnership(ApprovalLedger):
     async def _sql_rows(self, query: str, params: SqlParams) -> list[Mapping[str, Any]]:
         """Run ``query`` (``%s`` placeholders) and return its rows."""
 
+    async def _sql_write_relaxed(self, query: str, params: SqlParams) -> int:
+        """A write whose loss in a database crash costs liveness, never safety (a release,
+        a renewal, a step's result): a backend may commit it without waiting for its WAL
+        flush. Default: an ordinary write."""
+        return await self._sql_write(query, params)
+
+    async def _sql_claim(
+        self, incident_id: str, key: str, epoch: int, owner: str, now: Any
+    ) -> list[Mapping[str, Any]]:
+        """Write the claim (fenced) and return every claim of the step: two statements here,
+        one where the backend can (PostgreSQL's data-modifying CTE)."""
+        claim = (incident_id, key, epoch, owner, now, incident_id, epoch)
+        await self._sql_write(CLAIM_STEP, claim)
+        return await self._sql_rows(
+            STEP_CLAIMS.format(key=" AND step_key = %s"), (incident_id, key)
+        )
+
     @abstractmethod
     async def _sql_write(self, query: str, params: SqlParams) -> int:
         """Run a write and return how many rows it changed."""
@@ -167,7 +184,8 @@ class SqlOwnership(ApprovalLedger):
         return {str(row["incident_id"]) for row in rows}
 
     async def release_ownership(self, incident_id: str, owner: str, epoch: int) -> bool:
-        return await self._sql_write(RELEASE, (incident_id, owner, epoch)) == 1
+        # Lost in a crash, a release only leaves the hold to expire (or to this worker).
+        return await self._sql_write_relaxed(RELEASE, (incident_id, owner, epoch)) == 1
 
     async def get_ownership(self, incident_id: str) -> Ownership | None:
         rows = await self._sql_rows(GET, (incident_id,))
@@ -185,11 +203,10 @@ class SqlOwnership(ApprovalLedger):
         self, incident_id: str, key: str, epoch: int, owner: str, now: datetime
     ) -> list[StepClaim] | None:
         check_aware("now", now)
-        await self._sql_write(
-            CLAIM_STEP,
-            (incident_id, key, epoch, owner, self._sql_time(now), incident_id, epoch),
+        rows = await self._sql_claim(incident_id, key, epoch, owner, self._sql_time(now))
+        claims = sorted(
+            (claim_from_row(row, self._sql_datetime) for row in rows), key=lambda c: c.epoch
         )
-        claims = await self._claims(incident_id, key)
         # Written now, or earlier in this epoch (a re-run of the node under one hold): either
         # way the claim stands only while this epoch still owns the incident.
         if not any(c.epoch == epoch for c in claims):
@@ -202,7 +219,9 @@ class SqlOwnership(ApprovalLedger):
         self, incident_id: str, key: str, epoch: int, ok: bool, detail: str, now: datetime
     ) -> bool:
         check_aware("now", now)
-        changed = await self._sql_write(
+        # Lost in a crash, a result only makes the step in doubt: the next owner runs it
+        # again with the same idempotency key.
+        changed = await self._sql_write_relaxed(
             FINISH_STEP,
             (self._sql_time(now), ok, detail, incident_id, key, epoch, incident_id, epoch),
         )

@@ -33,7 +33,7 @@ from durable_ir.ledger.base import (
     check_notification,
 )
 from durable_ir.ledger.migrations import MIGRATIONS_TABLE, Migration, pending_migrations
-from durable_ir.ledger.ownership import SqlParams
+from durable_ir.ledger.ownership import CLAIM_STEP, SqlParams
 from durable_ir.ledger.sql import (
     APPROVAL_COLUMNS,
     APPROVAL_VALUES,
@@ -275,6 +275,25 @@ _VERSION_KEY = "(graph || chr(31) || coalesce(graph_version, ''))"
 _INCIDENTS_PKEY = "durable_ir_incidents_pkey"
 
 
+_RELAXED = (
+    "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))\n"
+    "{statement}\n  AND EXISTS (SELECT 1 FROM relaxed)"
+)
+"""An ``UPDATE … WHERE …`` committed without waiting for its WAL flush (see
+``SqlOwnership._sql_write_relaxed``)."""
+
+_CLAIM_AND_READ = f"""
+WITH claimed AS ({CLAIM_STEP.strip()}
+    RETURNING incident_id, step_key, epoch, owner, claimed_at, finished_at, ok, detail)
+SELECT * FROM claimed
+UNION ALL
+SELECT incident_id, step_key, epoch, owner, claimed_at, finished_at, ok, detail
+FROM durable_ir_step_claims WHERE incident_id = %s AND step_key = %s
+"""
+"""A step's fenced claim and every claim of it, in one round trip (the outer ``SELECT``
+sees the table as it was before the ``INSERT``, so the new row comes from ``claimed``)."""
+
+
 class _Session:
     """Statements on one connection (:class:`~durable_ir.ledger.sql.SqlSession`)."""
 
@@ -332,6 +351,24 @@ class PostgresLedger(SqlLedger):
     async def _sql_write(self, query: str, params: SqlParams) -> int:
         async with self._pool.connection() as conn:
             return await _Session(conn).write(query, params)
+
+    async def _sql_write_relaxed(self, query: str, params: SqlParams) -> int:
+        # One round trip (a pipeline), and no wait for the WAL flush.
+        # One statement, its own transaction, committed without waiting for the WAL flush:
+        # set_config(…, true) lasts until the commit, which is when it is read.
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_RELAXED.format(statement=query.strip()), params)
+            return int(cur.rowcount)
+
+    async def _sql_claim(
+        self, incident_id: str, key: str, epoch: int, owner: str, now: Any
+    ) -> list[Mapping[str, Any]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _CLAIM_AND_READ,
+                (incident_id, key, epoch, owner, now, incident_id, epoch, incident_id, key),
+            )
+            return list(await cur.fetchall())
 
     @asynccontextmanager
     async def _sql_transaction(self) -> AsyncIterator[_Session]:
