@@ -21,8 +21,6 @@ import getpass
 import os
 import pwd
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +31,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from support.service import free_port
+from support.local_server import LocalServer
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 PoolMode = Literal["transaction", "session"]
@@ -85,8 +83,11 @@ def _connstr_value(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class PgBouncer:
+class PgBouncer(LocalServer):
     """``pgbouncer`` in a child process, pooling connections to ``server_url``'s server."""
+
+    name = "pgbouncer"
+    poll_interval = 0.05
 
     def __init__(
         self,
@@ -99,8 +100,7 @@ class PgBouncer:
     ) -> None:
         if pool_mode not in POOL_MODES:
             raise ValueError(f"pool_mode must be one of {POOL_MODES}, not {pool_mode!r}")
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir = workdir
+        super().__init__(workdir, workdir / "pgbouncer.log")
         self.pool_mode = pool_mode
         if pool_size is None:
             pool_size = TRANSACTION_POOL_SIZE if pool_mode == "transaction" else SESSION_POOL_SIZE
@@ -115,10 +115,6 @@ class PgBouncer:
         """The database ``start`` waits to reach through the bouncer: the server URL's."""
         self.config = workdir / "pgbouncer.ini"
         self.auth_file = workdir / "userlist.txt"
-        self.log = workdir / "pgbouncer.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.returncode: int | None = None
-        self.port = 0
 
     # --- configuration ---------------------------------------------------------------
 
@@ -165,63 +161,21 @@ class PgBouncer:
 
     # --- life cycle ------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0, attempts: int = 3) -> None:
-        """Start on a free loopback port and wait until it accepts connections (another
-        port if the one picked was taken meanwhile)."""
+    def _argv(self, port: int) -> list[str]:
+        self._write_config(port)
         user = _run_as()
-        for _ in range(attempts):
-            self.port = free_port()
-            self._write_config(self.port)
-            argv = [str(PGBOUNCER), *(["-u", user] if user else []), str(self.config)]
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    argv,
-                    cwd=self.workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            if self._wait_ready(timeout):
-                return
-            if "Address already in use" not in self.output():
-                break
-        raise AssertionError(f"pgbouncer did not start:\n{self.output()}")
+        return [str(PGBOUNCER), *(["-u", user] if user else []), str(self.config)]
 
-    def _wait_ready(self, timeout: float) -> bool:
+    def _ready(self) -> bool:
         """True once a query through the bouncer works (the server is reachable through it)."""
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    pass
-                with psycopg.connect(self.url(self.dbname), connect_timeout=2) as conn:
-                    conn.execute("SELECT 1")
-                return True
-            except (OSError, psycopg.Error):
-                time.sleep(0.05)
-        self.stop()
-        return False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout)
-        self.returncode = self.proc.returncode
-        self.proc = None
-
-    def output(self) -> str:
-        """The end of pgbouncer's log."""
-        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                pass
+            with psycopg.connect(self.url(self.dbname), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except (OSError, psycopg.Error):
+            return False
 
     # --- use -------------------------------------------------------------------------
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support.service import free_port
+from support.local_server import LocalServer
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 
@@ -32,9 +30,12 @@ def require_prometheus() -> None:
     pytest.skip(reason)
 
 
-class PrometheusServer:
+class PrometheusServer(LocalServer):
     """``prometheus`` in a child process, scraping ``targets`` (``host:port``) every
     ``interval`` and evaluating ``rule_files`` as often."""
+
+    name = "prometheus"
+    stop_timeout = 15.0
 
     def __init__(
         self,
@@ -45,10 +46,8 @@ class PrometheusServer:
         job: str = "durable-ir",
         interval: str = "1s",
     ) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir = workdir
+        super().__init__(workdir, workdir / "prometheus.log")
         self.config = workdir / "prometheus.yml"
-        self.log = workdir / "prometheus.log"
         # JSON is YAML: no YAML writer needed.
         config = {
             "global": {
@@ -66,51 +65,23 @@ class PrometheusServer:
             ],
         }
         self.config.write_text(json.dumps(config, indent=2))
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.returncode: int | None = None
         self.url = ""
 
-    def start(self, timeout: float = 30.0, attempts: int = 3) -> None:
-        """Start on a free loopback port and wait until ready (another port if the one picked
-        was taken meanwhile)."""
-        for _ in range(attempts):
-            port = free_port()
-            self.url = f"http://127.0.0.1:{port}"
-            argv = [
-                str(PROMETHEUS),
-                f"--config.file={self.config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ]
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    argv,
-                    cwd=self.workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            if self._wait_ready(timeout):
-                return
-            if "address already in use" not in self.output():
-                break
-        raise AssertionError(f"prometheus did not become ready:\n{self.output()}")
+    def _argv(self, port: int) -> list[str]:
+        self.url = f"http://127.0.0.1:{port}"
+        return [
+            str(PROMETHEUS),
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
 
-    def _wait_ready(self, timeout: float) -> bool:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        return False
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def api(self, path: str, **params: str) -> Any:
         """``GET /api/v1/<path>``'s ``data``; raises on an API error (a PromQL syntax error
@@ -126,24 +97,6 @@ class PrometheusServer:
         data = self.api("query", query=expr)
         assert data["resultType"] == "vector", data
         return list(data["result"])
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; ``returncode`` says which worked
-        (0: a clean shutdown, -9: killed)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout)
-        self.returncode = self.proc.returncode
-        self.proc = None
 
 
 @contextmanager
