@@ -66,6 +66,7 @@ from durable_ir import (  # noqa: E402
     SlaMonitor,
     open_runtime,
 )
+from support.outages import end_sessions  # noqa: E402
 
 __all__ = [
     "QUEUE_SCHEMA",
@@ -571,17 +572,6 @@ def terminate_backends(server: str, database: str) -> str:
             (database,),
         ).fetchall()
     return f"pg_terminate_backend on {sum(1 for r in rows if r[0])} connections"
-
-
-def end_sessions(server: str, application_name: str) -> int:
-    """``pg_terminate_backend`` on every session named ``application_name``; how many."""
-    with psycopg.connect(server, autocommit=True, connect_timeout=10) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
-            " WHERE application_name = %s AND pid <> pg_backend_pid()",
-            (application_name,),
-        ).fetchall()
-    return sum(1 for (ended,) in rows if ended)
 
 
 def process_state(pid: int) -> str:

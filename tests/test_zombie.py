@@ -42,6 +42,7 @@ import pytest
 
 from durable_ir import open_runtime
 from durable_ir.records import IncidentRecord, NotificationRecord
+from support.outages import end_sessions
 from support.processes import JsonLineProcess
 from support.zombie_worker import Attempt, Effect, Effects, Page, Target, build_graph
 
@@ -128,20 +129,16 @@ def freeze(child: JsonLineProcess, sqlite_db: Path | None) -> None:
     raise AssertionError("the worker held the SQLite write lock every time it was frozen")
 
 
-def end_sessions(url: str, application_name: str) -> int:
-    """``pg_terminate_backend`` every session named ``application_name``; how many ended."""
+def end_all_sessions(url: str, application_name: str) -> int:
+    """End every session named ``application_name``; how many. None of them may be left."""
+    ended_now = end_sessions(url, application_name)
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
-            " WHERE application_name = %s",
-            (application_name,),
-        ).fetchall()
         left = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
             (application_name,),
         ).fetchone()
     assert left is not None and left[0] == 0, f"sessions of {application_name} still there"
-    return sum(1 for (ended,) in rows if ended)
+    return ended_now
 
 
 def ended(child: JsonLineProcess, within: float = 60.0) -> str:
@@ -285,7 +282,7 @@ def run_scenario(url: str, tmp_path: Path, target: Target) -> Scenario:
         wait_for_file(workdir / f"step-{HELD_STEP}.started", a)
         freeze(a, sqlite_db)
         if postgres:
-            run.sessions_ended = end_sessions(url, a_name)
+            run.sessions_ended = end_all_sessions(url, a_name)
         b = replica(
             "take-over",
             b_url,

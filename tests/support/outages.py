@@ -32,6 +32,18 @@ def terminate_sessions(url: str) -> int:
     return sum(1 for (ended,) in rows if ended)
 
 
+def end_sessions(url: str, application_name: str) -> int:
+    """End every session named ``application_name`` on ``url``'s server (waiting until each
+    is gone); return how many there were."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (application_name,),
+        ).fetchall()
+    return sum(1 for (ended,) in rows if ended)
+
+
 class Outage:
     """The test database down, as far as its clients can tell: it refuses new connections
     and every session of it is ended. Nothing else on the server is touched."""
