@@ -19,7 +19,7 @@ from durable_ir import (
     open_runtime,
     parse_alert,
 )
-from durable_ir.records import NewIncident
+from durable_ir.records import IncidentRecord, NewIncident, OwnershipTake
 from support.incident_parts import ALERT, build_incident_graph, fired_at
 from support.processes import JsonLineProcess
 
@@ -189,7 +189,11 @@ async def test_an_incident_run_by_recovery_before_its_opener_got_to_it_is_not_ru
     pooler slow to reconnect) past its lease: another runtime's recovery starts the
     incident, and it is decided and finished there. When the opener gets the incident at
     last, it must not run the graph from the start a second time (LangGraph would: an input
-    to a thread that exists starts a new run)."""
+    to a thread that exists starts a new run).
+
+    The stores' own ledgers take the incident in the write that indexes it, which closes
+    that window; a ledger that cannot (here: the take left out, as a custom ledger would)
+    takes it in a second write, and the window is open."""
     clock = FixedClock(fired_at())
     graph = build_incident_graph(counter_dir, step_count=2).build()
     async with (
@@ -210,7 +214,15 @@ async def test_an_incident_run_by_recovery_before_its_opener_got_to_it_is_not_ru
                 assert (await other.decide(incident_id, Approve(by="alice"))).applied
             return await real_try(incident_id)
 
+        real_open = opener.store.ledger.open_incident
+
+        async def open_without_take(
+            new: NewIncident, take: OwnershipTake | None
+        ) -> tuple[bool, IncidentRecord, int | None]:
+            return (*await real_open(new), None)
+
         opener.store.locks.try_acquire = stall_then_try  # type: ignore[method-assign]
+        opener.store.ledger.open_and_take = open_without_take  # type: ignore[method-assign]
         intake = await opener.ingest(graph, ALERT)
         assert intake.created and intake.incident is not None
         incident_id = intake.incident.incident_id

@@ -9,15 +9,18 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from _store_child import Child
-from durable_ir import FixedClock, IncidentBusy, OwnershipLost, Store, open_store
+from durable_ir import FixedClock, IncidentBusy, InvalidInput, OwnershipLost, Store, open_store
+from durable_ir.ledger import DecisionWrite
 from durable_ir.locks import IncidentLocks, LeaseLocks, ProcessLocks
 from durable_ir.notifications import Fence, IncidentEvent, send_once
+from durable_ir.records import ApprovalStatus, NewApproval, NewIncident, OwnershipTake
 
 
 @pytest.fixture
@@ -398,3 +401,108 @@ async def test_a_taken_over_worker_sends_no_notification(lease_store: Store) -> 
     assert (claim.key, claim.epoch, claim.ok) == ("notify/inc-1|pager|escalated", 2, True)
     await live.release("inc-1")
     await paused.release("inc-1")
+
+
+# --- takes folded into the write that opens an incident or records a decision -------------
+
+
+def _take(owner: str, clock: FixedClock, ttl: float = 30.0) -> OwnershipTake:
+    now = clock()
+    return OwnershipTake(owner, now, now + timedelta(seconds=ttl), steal_from=owner)
+
+
+async def test_opening_an_incident_takes_it_in_the_same_write(lease_store: Store) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    ledger = lease_store.ledger
+    new = NewIncident("inc-1", "incident", clock(), fingerprint="fp-1")
+    opened, row, epoch = await ledger.open_and_take(new, _take("w1", clock))
+    assert opened and row.incident_id == "inc-1" and epoch == 1
+    held = await ledger.get_ownership("inc-1")
+    assert held is not None and (held.owner, held.epoch) == ("w1", 1)
+    # An alert with the open fingerprint attaches and takes nothing; an existing id neither.
+    again = replace(new, incident_id="inc-2")
+    opened, row, epoch = await ledger.open_and_take(again, _take("w2", clock))
+    assert (opened, row.incident_id, row.alerts_received, epoch) == (False, "inc-1", 2, None)
+    assert await ledger.get_incident("inc-2") is None
+    opened, _, epoch = await ledger.open_and_take(
+        replace(new, fingerprint=None), _take("w2", clock)
+    )
+    assert (opened, epoch) == (False, None)
+    held = await ledger.get_ownership("inc-1")
+    assert held is not None and (held.owner, held.epoch) == ("w1", 1)
+    # A hold that exists before the incident (another worker's) is not taken: opened, but
+    # not held.
+    assert await ledger.take_ownership("inc-3", "w2", clock(), clock() + timedelta(seconds=30))
+    opened, _, epoch = await ledger.open_and_take(
+        NewIncident("inc-3", "incident", clock()), _take("w1", clock)
+    )
+    assert (opened, epoch) == (True, None)
+    # Bad input changes nothing.
+    with pytest.raises(InvalidInput):
+        await ledger.open_and_take(
+            NewIncident("inc-4", "incident", clock()),
+            OwnershipTake("w1", datetime(2026, 12, 7, 9, 0), clock()),  # naive
+        )
+    assert await ledger.get_incident("inc-4") is None
+
+
+async def test_recording_a_decision_takes_its_incident_in_the_same_write(
+    lease_store: Store,
+) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    ledger = lease_store.ledger
+    for approval_id, incident_id in (("a-1", "inc-1"), ("a-2", "inc-2")):
+        await ledger.register(
+            NewApproval(
+                approval_id=approval_id,
+                incident_id=incident_id,
+                graph="incident",
+                node="approval",
+                request={"plan": {}},
+                severity="P1",
+                requested_at=clock(),
+                deadline_at=clock() + timedelta(hours=2),
+            )
+        )
+    decision = DecisionWrite(ApprovalStatus.APPROVED, "alice", clock(), None)
+    won, row, epoch = await ledger.decide_and_take("a-1", decision, None, _take("w1", clock))
+    assert won and row.status is ApprovalStatus.APPROVED and epoch == 1
+    # The loser takes nothing and learns the winner.
+    rejected = DecisionWrite(ApprovalStatus.REJECTED, "bob", clock(), "no")
+    won, row, epoch = await ledger.decide_and_take("a-1", rejected, None, _take("w2", clock))
+    assert (won, row.decided_by, epoch) == (False, "alice", None)
+    held = await ledger.get_ownership("inc-1")
+    assert held is not None and (held.owner, held.epoch) == ("w1", 1)
+    # The winner of an incident another worker holds records the decision without the hold:
+    # that worker (or recovery) applies it.
+    assert await ledger.take_ownership("inc-2", "w2", clock(), clock() + timedelta(seconds=30))
+    won, row, epoch = await ledger.decide_and_take("a-2", decision, None, _take("w1", clock))
+    assert (won, row.status, epoch) == (True, ApprovalStatus.APPROVED, None)
+    held = await ledger.get_ownership("inc-2")
+    assert held is not None and (held.owner, held.epoch) == ("w2", 1)
+
+
+async def test_a_folded_take_respects_holds_in_this_process(lease_store: Store) -> None:
+    """While a task of this worker holds an incident, a folded take offers nothing to fold:
+    its stale-self-hold rule would take the incident from that task."""
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    locks = _leases(lease_store, "w1", clock)
+    ledger = lease_store.ledger
+    async with locks.hold("inc-1", wait=0) as epoch:
+        assert epoch == 1
+        async with locks.taking("inc-1", ledger) as taking:
+            assert taking.request is None
+            with pytest.raises(IncidentBusy):
+                await taking.acquire(wait=0)
+    async with locks.taking("inc-1", ledger) as taking:
+        assert taking.request is not None
+        # Reserved: another task of this process cannot take it meanwhile.
+        assert not await locks.try_acquire("inc-1")
+        taking.took(await ledger.take_ownership("inc-1", "w1", clock(), clock() + timedelta(1)))
+        assert await taking.acquire(wait=0) == 2 == locks.epoch("inc-1")
+    assert locks.epoch("inc-1") is None
+    held = await ledger.get_ownership("inc-1")
+    assert held is not None and (held.owner, held.epoch) == (None, 2)
+    # Another store's locks fold nothing into this ledger.
+    async with open_store("memory://") as other, locks.taking("inc-1", other.ledger) as taking:
+        assert taking.request is None

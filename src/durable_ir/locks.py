@@ -36,8 +36,9 @@ from durable_ir.clock import Clock, system_clock
 from durable_ir.errors import IncidentBusy
 from durable_ir.leases import owner_is_gone, worker_id
 from durable_ir.ledger import ApprovalLedger
+from durable_ir.records import OwnershipTake
 
-__all__ = ["IncidentLocks", "LeaseLocks", "ProcessLocks"]
+__all__ = ["IncidentLocks", "LeaseLocks", "ProcessLocks", "Taking"]
 
 log = logging.getLogger("durable_ir.locks")
 
@@ -75,6 +76,35 @@ class IncidentLocks(ABC):
         """Hold the lock for the ``async with`` block, waiting up to ``wait`` seconds
         (``None``: forever; ``0``: not at all), and give its fencing epoch (``None`` for locks
         without one). Raises ``IncidentBusy`` on time-out."""
+        await self._acquire(incident_id, wait)
+        try:
+            yield self.epoch(incident_id)
+        finally:
+            await self.release(incident_id)
+
+    @asynccontextmanager
+    async def taking(self, incident_id: str, ledger: ApprovalLedger) -> AsyncIterator[Taking]:
+        """Hold the lock for the ``async with`` block, taken if possible by a write to
+        ``ledger`` that goes anyway (opening the incident, recording a decision): one round
+        trip and one commit fewer than :meth:`hold` and then that write.
+
+        Pass :attr:`Taking.request` to the ledger method that takes
+        (:meth:`~durable_ir.ledger.base.ApprovalLedger.open_and_take`,
+        :meth:`~durable_ir.ledger.base.ApprovalLedger.decide_and_take`), hand what it returned
+        to :meth:`Taking.took`, then :meth:`Taking.acquire` — at once if the write took the
+        incident, else as :meth:`hold` does. ``request`` is ``None`` (nothing to fold) for
+        locks that are not leases in ``ledger``, and while this process holds the incident.
+        """
+        taking = Taking(self, incident_id, self._reserve(incident_id, ledger))
+        try:
+            yield taking
+        finally:
+            if taking.request is not None:
+                self._adopt(incident_id, None)
+            if taking.held:
+                await self.release(incident_id)
+
+    async def _acquire(self, incident_id: str, wait: float | None) -> None:
         deadline = None if wait is None else time.monotonic() + wait
         pause = _POLL_START_S
         while not await self.try_acquire(incident_id):
@@ -82,10 +112,49 @@ class IncidentLocks(ABC):
                 raise IncidentBusy(f"incident {incident_id!r} is being run by another worker")
             await asyncio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX_S)
-        try:
-            yield self.epoch(incident_id)
-        finally:
-            await self.release(incident_id)
+
+    def _reserve(self, incident_id: str, ledger: ApprovalLedger) -> OwnershipTake | None:
+        """A take of ``incident_id`` to fold into a write to ``ledger`` (see :meth:`taking`);
+        locks that cannot be taken that way have none."""
+        return None
+
+    def _adopt(self, incident_id: str, epoch: int | None) -> None:  # noqa: B027 - optional
+        """What the folded take of a :meth:`_reserve` request returned (``None``: not taken)."""
+
+
+class Taking:
+    """An incident's lock being taken inside another write (see :meth:`IncidentLocks.taking`)."""
+
+    def __init__(
+        self, locks: IncidentLocks, incident_id: str, request: OwnershipTake | None
+    ) -> None:
+        self._locks = locks
+        self.incident_id = incident_id
+        self.request = request
+        """The take to fold into the write, or ``None``: nothing to fold."""
+        self.held = False
+        self.epoch: int | None = None
+
+    def took(self, epoch: int | None) -> None:
+        """Hand over the epoch the folded write took (``None``: it did not take it)."""
+        if self.request is None:
+            return
+        self.request = None
+        self._locks._adopt(self.incident_id, epoch)
+        if epoch is not None:
+            self.held, self.epoch = True, epoch
+
+    async def acquire(self, *, wait: float | None = None) -> int | None:
+        """Hold the lock for the rest of the block: at once if the folded write took it, else
+        waiting up to ``wait`` seconds as :meth:`IncidentLocks.hold` (``IncidentBusy`` on
+        time-out). Returns the fencing epoch (``None`` for locks without one)."""
+        if self.held:
+            return self.epoch
+        self.took(None)
+        await self._locks._acquire(self.incident_id, wait)
+        self.held = True
+        self.epoch = self._locks.epoch(self.incident_id)
+        return self.epoch
 
 
 class ProcessLocks(IncidentLocks):
@@ -180,6 +249,21 @@ class LeaseLocks(IncidentLocks):
             return True
         finally:
             self._taking.discard(incident_id)
+
+    def _reserve(self, incident_id: str, ledger: ApprovalLedger) -> OwnershipTake | None:
+        if ledger is not self._ledger or incident_id in self._held or incident_id in self._taking:
+            return None
+        self._taking.add(incident_id)
+        now = self.clock()
+        # As try_acquire: a stale hold in this worker's own name is taken back.
+        return OwnershipTake(self.owner, now, now + timedelta(seconds=self.ttl), self.owner)
+
+    def _adopt(self, incident_id: str, epoch: int | None) -> None:
+        self._taking.discard(incident_id)
+        if epoch is not None:
+            self._held[incident_id] = epoch
+            self._lost.discard(incident_id)
+            self._start_heartbeat()
 
     async def _take(self, incident_id: str, steal_from: str | None) -> int | None:
         now = self.clock()

@@ -22,6 +22,7 @@ __all__ = [
     "NewIncident",
     "NotificationRecord",
     "Ownership",
+    "OwnershipTake",
     "PendingGroup",
     "RunLease",
     "StepClaim",
@@ -289,6 +290,19 @@ class Ownership:
     owner: str | None
     epoch: int
     expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OwnershipTake:
+    """A take of an incident to fold into another write (the same conditional upsert as
+    :meth:`~durable_ir.ledger.base.ApprovalLedger.take_ownership`, in that write's statement):
+    for ``owner`` until ``expires_at`` if nobody holds it, its hold expired by ``now``, or its
+    holder is ``steal_from``."""
+
+    owner: str
+    now: datetime
+    expires_at: datetime
+    steal_from: str | None = None
 
 
 @dataclass(frozen=True)

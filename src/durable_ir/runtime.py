@@ -69,6 +69,7 @@ from durable_ir.errors import (
 from durable_ir.graphs import AnyGraph, GraphRegistry, RegisteredGraph
 from durable_ir.incident import IncidentSnapshot, IncidentStatus
 from durable_ir.leases import LeaseKeeper
+from durable_ir.locks import Taking
 from durable_ir.logs import log_context
 from durable_ir.metrics import METRICS, decider_type
 from durable_ir.persistence import Store, open_store
@@ -304,18 +305,19 @@ class Runtime:
         """
         registered = self.register(graph, name=graph_name)
         incident_id = validate_incident_id(incident_id or str(uuid.uuid4()))
+        new = replace(
+            _new_incident(incident_id, registered, input, self.clock()), lease=self.leases.lease()
+        )
+        ledger = self.store.ledger
         try:
-            async with self.store.locks.hold(incident_id, wait=0):
+            async with self.store.locks.taking(incident_id, ledger) as taking:
                 # The index knows every incident the runtime started (threads written to the
-                # checkpointer by other means are not looked up).
-                opened, _ = await self.store.ledger.open_incident(
-                    replace(
-                        _new_incident(incident_id, registered, input, self.clock()),
-                        lease=self.leases.lease(),
-                    )
-                )
+                # checkpointer by other means are not looked up). Opening it takes it too.
+                opened, _, epoch = await ledger.open_and_take(new, taking.request)
+                taking.took(epoch)
                 if not opened:
                     raise Conflict(f"incident {incident_id!r} already exists")
+                await taking.acquire(wait=0)
                 log.info(
                     "opened incident %s (graph %s version %s)",
                     incident_id,
@@ -418,9 +420,29 @@ class Runtime:
             if run
             else RunLease(None, self.clock() + timedelta(seconds=self._unstarted_grace))
         )
-        opened, row = await self.store.ledger.open_incident(
-            replace(new, fingerprint=parsed.fingerprint, lease=lease)
-        )
+        locks = self.store.locks
+        async with locks.taking(incident_id, self.store.ledger) as taking:
+            opened, row, epoch = await self.store.ledger.open_and_take(
+                replace(new, fingerprint=parsed.fingerprint, lease=lease),
+                taking.request if run else None,
+            )
+            taking.took(epoch)
+            return await self._ingested(
+                registered, parsed, incident_id, run_input, opened, row, taking if run else None
+            )
+
+    async def _ingested(
+        self,
+        registered: RegisteredGraph,
+        parsed: Alert,
+        incident_id: str,
+        run_input: dict[str, Any],
+        opened: bool,
+        row: IncidentRecord,
+        taking: Taking | None,
+    ) -> Intake:
+        """The rest of :meth:`ingest` once the alert is indexed: attached, refused, or opened
+        (and, with ``taking``, run under the lock that opening it may have taken)."""
         if not opened:
             if row.fingerprint != parsed.fingerprint:
                 METRICS.alert("refused")
@@ -457,17 +479,17 @@ class Runtime:
             registered.version,
             extra=log_context(row.incident_id, event="opened"),
         )
-        if not run:
+        if taking is None:
             return Intake(row, created=True)
         snapshot = None
         try:
-            async with self.store.locks.hold(incident_id, wait=0) as epoch:
-                # Epoch 1: nobody held this new incident before us. A later epoch means that
-                # this process stalled between indexing and taking it, past its lease, and
-                # recovery ran it meanwhile: an input to a thread that exists would start
-                # the graph over, so it is not run again here.
-                if epoch == 1 or not await self._started_elsewhere(incident_id):
-                    snapshot = await self._run_first(registered, incident_id, run_input)
+            epoch = await taking.acquire(wait=0)
+            # Epoch 1: nobody held this new incident before us (opening it took it). A later
+            # epoch means that this process stalled between indexing and taking it, past its
+            # lease, and recovery ran it meanwhile: an input to a thread that exists would
+            # start the graph over, so it is not run again here.
+            if epoch == 1 or not await self._started_elsewhere(incident_id):
+                snapshot = await self._run_first(registered, incident_id, run_input)
         except IncidentBusy:  # recovery picked it up first: it runs there
             pass
         return Intake(row, created=True, snapshot=snapshot or await self.get(incident_id))

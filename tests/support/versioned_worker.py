@@ -88,11 +88,14 @@ class Deploy:
         return {"applied": result.applied, "record": result.record.to_dict()}
 
     async def decide_then_die(self, incident: str) -> dict[str, Any]:
-        async def die(incident_id: str) -> bool:
+        record_and_take = self.rt.store.ledger.decide_and_take
+
+        async def die(*args: Any) -> Any:  # right after the decision is recorded
+            await record_and_take(*args)
             os.kill(os.getpid(), signal.SIGKILL)
             raise AssertionError("unreachable")
 
-        self.rt.store.locks.try_acquire = die  # type: ignore[method-assign]
+        self.rt.store.ledger.decide_and_take = die  # type: ignore[method-assign]
         emit({"deciding": incident})
         await self.rt.decide(incident, Approve(by="alice"))
         raise AssertionError("decide returned after the process should have died")

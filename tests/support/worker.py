@@ -8,7 +8,7 @@ Options, before the mode, are ``open_runtime`` keywords: ``--lock-timeout=S``,
 - ``decider URL COUNTERS``: read requests ``{"incident", "decision", "at"}`` from stdin; at the
   wall-clock time ``at``, decide; print ``{"won": record}`` or ``{"conflict": winner}``.
 - ``decide-then-die URL INCIDENT COUNTERS``: record an approval, then SIGKILL itself before the
-  graph is resumed (it dies on the incident lock that decide takes right after recording).
+  graph is resumed (right after the write that records it and takes the incident's lock).
 - ``recover URL COUNTERS``: run ``Runtime.recover(stalled=True)`` (as at start-up), print the
   approvals it applied.
 - ``sweeper URL COUNTERS``: read requests ``{"now": iso, "at"}`` from stdin; at ``at``, sweep
@@ -68,11 +68,14 @@ async def decider(rt: Runtime, counters: str) -> None:
 async def decide_then_die(rt: Runtime, incident: str, counters: str) -> None:
     rt.register(build_graph(counters))
 
-    async def die(incident_id: str) -> bool:
+    record_and_take = rt.store.ledger.decide_and_take
+
+    async def die(*args: Any) -> Any:
+        await record_and_take(*args)
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
 
-    rt.store.locks.try_acquire = die  # type: ignore[method-assign]
+    rt.store.ledger.decide_and_take = die  # type: ignore[method-assign]
     emit({"deciding": incident})
     from durable_ir import Approve
 

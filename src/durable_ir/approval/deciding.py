@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from durable_ir.errors import (
 from durable_ir.graphs import GraphRegistry, RegisteredGraph
 from durable_ir.leases import LeaseKeeper
 from durable_ir.ledger.base import DecisionWrite, LateDecision
+from durable_ir.locks import Taking
 from durable_ir.logs import log_context
 from durable_ir.metrics import METRICS
 from durable_ir.persistence import Store
@@ -142,22 +144,28 @@ class Decider:
     async def decide(
         self, incident_id: str, decision: Decision, *, approval_id: str | None = None
     ) -> DecisionResult:
-        """Record ``decision`` on the incident's pending approval, then apply it."""
-        row = await self.record(incident_id, decision, approval_id=approval_id)
-        try:
-            async with self._store.locks.hold(row.incident_id, wait=self._lock_timeout):
-                _, current = await self._apply_locked(row, fresh=True)
-        except IncidentBusy:
-            log.warning(
-                "incident %s is busy; its decision %s is recorded and will be applied by the "
-                "running worker or by recovery",
-                row.incident_id,
-                row.approval_id,
-            )
-            return DecisionResult(record=row, applied=False)
+        """Record ``decision`` on the incident's pending approval, then apply it.
+
+        The write that records the decision takes the incident's lock too, where the store
+        can (see :meth:`~durable_ir.locks.IncidentLocks.taking`); else the lock is waited for.
+        """
+        incident_id = validate_incident_id(incident_id)
+        async with self._store.locks.taking(incident_id, self._store.ledger) as taking:
+            row = await self._record(incident_id, decision, approval_id, taking)
+            try:
+                await taking.acquire(wait=self._lock_timeout)
+            except IncidentBusy:
+                log.warning(
+                    "incident %s is busy; its decision %s is recorded and will be applied by "
+                    "the running worker or by recovery",
+                    row.incident_id,
+                    row.approval_id,
+                )
+                return DecisionResult(record=row, applied=False)
+            _, current = await self._apply_locked(row, fresh=True)
         return DecisionResult(record=current or row, applied=True)
 
-    async def _expire_now(self, row: ApprovalRecord) -> None:
+    async def _expire_now(self, row: ApprovalRecord, taking: Taking | None) -> None:
         """A decision came too late and recorded the expiry: hand it to the graph now, as the
         SLA monitor would have (else its lease's expiry makes recovery do it)."""
         log.info(
@@ -168,7 +176,12 @@ class Decider:
             extra=log_context(row.incident_id, row.approval_id, event="expired"),
         )
         try:
-            await self.apply(row, wait=self._lock_timeout)
+            if taking is None:
+                await self.apply(row, wait=self._lock_timeout)
+                return
+            with suppress(IncidentBusy):  # its holder or recovery applies it
+                await taking.acquire(wait=self._lock_timeout)
+                await self._apply_locked(row, fresh=False, read_state=False)
         except Exception:
             log.exception("escalating incident %s after its late decision failed", row.incident_id)
 
@@ -189,7 +202,16 @@ class Decider:
     ) -> ApprovalRecord:
         """Validate ``decision`` and record it durably on the incident's pending approval
         (first writer wins); the graph does not have it yet."""
-        incident_id = validate_incident_id(incident_id)
+        return await self._record(validate_incident_id(incident_id), decision, approval_id, None)
+
+    async def _record(
+        self,
+        incident_id: str,
+        decision: Decision,
+        approval_id: str | None,
+        taking: Taking | None,
+    ) -> ApprovalRecord:
+        """:meth:`record`; with ``taking``, the winning write takes the incident's lock too."""
         decision = validate_decision(decision)
         ledger = self._store.ledger
         if approval_id is not None:
@@ -247,7 +269,14 @@ class Decider:
         )
         # The decision and the lease on the run that applies it, in one write: if this
         # process dies before that run ends, recovery on any replica takes it over.
-        won, row = await ledger.record_decision(record.approval_id, write, self._leases.lease())
+        won, row, epoch = await ledger.decide_and_take(
+            record.approval_id,
+            write,
+            self._leases.lease(),
+            taking.request if taking is not None else None,
+        )
+        if taking is not None:
+            taking.took(epoch)
         if not won:
             METRICS.conflict()
             raise Conflict(
@@ -255,7 +284,7 @@ class Decider:
             )
         METRICS.decision(row)
         if row.status is ApprovalStatus.EXPIRED and decision.status is not ApprovalStatus.EXPIRED:
-            await self._expire_now(row)
+            await self._expire_now(row, taking)
             raise Conflict(
                 f"incident {incident_id!r}: the approval's deadline "
                 f"{row.deadline_at.isoformat()} had passed; {row.describe()}",

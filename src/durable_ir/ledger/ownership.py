@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from durable_ir.ledger.base import ApprovalLedger, check_aware
-from durable_ir.records import Ownership, StepClaim
+from durable_ir.records import Ownership, OwnershipTake, StepClaim
 
 __all__ = [
     "CLAIM_STEP",
@@ -41,6 +41,8 @@ __all__ = [
     "TAKE",
     "SqlOwnership",
     "SqlParams",
+    "steal_param",
+    "take_sql",
 ]
 
 EPOCH_CONFIG_KEY = "__durable_ir_epoch"
@@ -51,14 +53,23 @@ writes on it. Keys starting with ``__`` stay out of checkpoint metadata."""
 FENCE = "EXISTS (SELECT 1 FROM durable_ir_owners WHERE incident_id = %s AND epoch = %s)"
 """True while epoch ``%s`` still owns incident ``%s``: the condition of every fenced write."""
 
-TAKE = """
+
+def take_sql(rows: str, *, now: str = "%s", steal_from: str = "%s") -> str:
+    """The take of :meth:`~durable_ir.ledger.base.ApprovalLedger.take_ownership` as one
+    upsert of ``rows`` — ``VALUES (…)`` or a ``SELECT`` giving (incident_id, owner, 1,
+    expires_at) — with ``now`` and ``steal_from`` as placeholders: the statement itself, or a
+    ``WITH`` clause of another write that takes the incident in the same statement."""
+    return f"""
 INSERT INTO durable_ir_owners AS o (incident_id, owner, epoch, expires_at)
-VALUES (%s, %s, 1, %s)
+{rows}
 ON CONFLICT (incident_id) DO UPDATE
 SET owner = excluded.owner, epoch = o.epoch + 1, expires_at = excluded.expires_at
-WHERE o.owner IS NULL OR o.expires_at <= %s OR o.owner = %s
+WHERE o.owner IS NULL OR o.expires_at <= {now} OR o.owner = {steal_from}
 RETURNING epoch
 """
+
+
+TAKE = take_sql("VALUES (%s, %s, 1, %s)")
 
 RENEW = """
 UPDATE durable_ir_owners SET expires_at = %s
@@ -96,6 +107,11 @@ SqlParams: TypeAlias = Sequence[Any] | Mapping[str, Any]
 _NOBODY = ""
 """What ``steal_from`` is compared with when there is no dead holder to take over from: no
 worker id is empty."""
+
+
+def steal_param(take: OwnershipTake) -> str:
+    """``take.steal_from`` as :data:`TAKE` compares it: never NULL."""
+    return take.steal_from or _NOBODY
 
 
 def claim_from_row(row: Mapping[str, Any], as_datetime: Any) -> StepClaim:

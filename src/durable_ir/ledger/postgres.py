@@ -31,9 +31,10 @@ from durable_ir.ledger.base import (
     check_lease,
     check_new_incident,
     check_notification,
+    check_take,
 )
 from durable_ir.ledger.migrations import MIGRATIONS_TABLE, Migration, pending_migrations
-from durable_ir.ledger.ownership import CLAIM_STEP, SqlParams
+from durable_ir.ledger.ownership import CLAIM_STEP, SqlParams, steal_param, take_sql
 from durable_ir.ledger.sql import (
     APPROVAL_COLUMNS,
     APPROVAL_VALUES,
@@ -54,6 +55,7 @@ from durable_ir.records import (
     NewApproval,
     NewIncident,
     NotificationRecord,
+    OwnershipTake,
     RunLease,
 )
 
@@ -207,16 +209,32 @@ UPDATE durable_ir_approvals SET {_DECIDE_SET}
 RETURNING {APPROVAL_COLUMNS}
 """
 
-_DECIDE_AND_LEASE = f"""
-WITH decided AS ({_DECIDE}), leased AS (
+_LEASED = """, leased AS (
     UPDATE durable_ir_incidents i
        SET lease_owner = %(owner)s, lease_expires_at = %(expires)s
       FROM decided d
      WHERE i.incident_id = d.incident_id AND i.status = 'open'
-)
+)"""
+_OWNED = f""", owned AS ({
+    take_sql(
+        "SELECT incident_id, %(take_owner)s, 1, %(take_expires)s FROM decided",
+        now="%(take_now)s",
+        steal_from="%(take_steal)s",
+    ).strip()
+})"""
+
+_DECIDE_AND_LEASE = f"""
+WITH decided AS ({_DECIDE}){_LEASED}
 SELECT {APPROVAL_COLUMNS} FROM decided
 """
 """One statement: the decision and the lease on the run that will apply it."""
+
+_DECIDE_AND_TAKE = f"""
+WITH decided AS ({_DECIDE}){{leased}}{_OWNED}
+SELECT {APPROVAL_COLUMNS}, (SELECT epoch FROM owned) AS epoch FROM decided
+"""
+"""One statement: the decision, the lease on its run (``{leased}``: :data:`_LEASED` or
+nothing) and the take of the incident by the worker that applies it."""
 
 _REGISTER = f"""
 WITH inserted AS (
@@ -261,6 +279,14 @@ DO UPDATE SET
     last_alert_at = greatest(i.last_alert_at, EXCLUDED.last_alert_at)
 RETURNING {INCIDENT_COLUMNS}, (xmax = 0) AS inserted
 """
+
+_OPEN_AND_TAKE = f"""
+WITH opened AS ({_OPEN_INCIDENT.strip()}),
+owned AS ({take_sql("SELECT incident_id, %s, 1, %s FROM opened WHERE inserted").strip()})
+SELECT opened.*, (SELECT epoch FROM owned) AS epoch FROM opened
+"""
+"""One statement: open the incident (as :data:`_OPEN_INCIDENT`) and, if it was inserted, take
+it for the worker that runs it first."""
 
 _CLAIM_RUNS = f"""
 UPDATE durable_ir_incidents AS i
@@ -353,7 +379,6 @@ class PostgresLedger(SqlLedger):
             return await _Session(conn).write(query, params)
 
     async def _sql_write_relaxed(self, query: str, params: SqlParams) -> int:
-        # One round trip (a pipeline), and no wait for the WAL flush.
         # One statement, its own transaction, committed without waiting for the WAL flush:
         # set_config(…, true) lasts until the commit, which is when it is read.
         async with self._pool.connection() as conn:
@@ -417,11 +442,41 @@ class PostgresLedger(SqlLedger):
             won = await self._approval_one(_DECIDE_AND_LEASE, params)
         if won is not None:
             return True, won
+        return False, await self._winner(approval_id)
+
+    async def decide_and_take(
+        self,
+        approval_id: str,
+        decision: DecisionWrite,
+        lease: RunLease | None,
+        take: OwnershipTake | None,
+    ) -> tuple[bool, ApprovalRecord, int | None]:
+        if take is None:
+            return (*await self.record_decision(approval_id, decision, lease), None)
+        check_take(take)
+        params = self._decision_params(approval_id, decision)
+        params.update(
+            take_owner=take.owner,
+            take_expires=take.expires_at,
+            take_now=take.now,
+            take_steal=steal_param(take),
+        )
+        if lease is not None:
+            check_lease(lease)
+            params.update(owner=lease.owner, expires=lease.expires_at)
+        query = _DECIDE_AND_TAKE.format(leased=_LEASED if lease is not None else "")
+        rows = await self._sql_rows(query, params)
+        if rows:
+            epoch = rows[0]["epoch"]
+            return True, self._approval(rows[0]), None if epoch is None else int(epoch)
+        return False, await self._winner(approval_id), None
+
+    async def _winner(self, approval_id: str) -> ApprovalRecord:
         # A decided row never returns to pending, so this read shows the winner.
         current = await self.get(approval_id)
         if current is None:
             raise LookupError(approval_id)
-        return False, current
+        return current
 
     async def expire_due(
         self,
@@ -451,15 +506,31 @@ class PostgresLedger(SqlLedger):
         return sorted(expired, key=lambda r: (r.deadline_at, r.approval_id))
 
     async def open_incident(self, new: NewIncident) -> tuple[bool, IncidentRecord]:
+        opened, row, _ = await self._open(new, None)
+        return opened, row
+
+    async def open_and_take(
+        self, new: NewIncident, take: OwnershipTake | None
+    ) -> tuple[bool, IncidentRecord, int | None]:
+        return await self._open(new, take)
+
+    async def _open(
+        self, new: NewIncident, take: OwnershipTake | None
+    ) -> tuple[bool, IncidentRecord, int | None]:
         check_new_incident(new)
-        params = self._incident_params(new)
+        params: tuple[Any, ...] = self._incident_params(new)
+        query = _OPEN_INCIDENT
+        if take is not None:
+            check_take(take)
+            query = _OPEN_AND_TAKE
+            params = (*params, take.owner, take.expires_at, take.now, steal_param(take))
         # A primary-key clash with an incident whose fingerprint is open is retried: the
         # statement inserted into the id index before it saw (or waited for) that incident in
         # the fingerprint index, and a new statement takes the DO UPDATE path. Any other clash
         # is the answer. Each retry follows a commit that made the clash, so few are needed.
         for _ in range(5):
             try:
-                rows = await self._sql_rows(_OPEN_INCIDENT, params)
+                rows = await self._sql_rows(query, params)
             except pg_errors.UniqueViolation as exc:
                 # Autocommit: the failed statement rolled back on its own and the connection
                 # went back to the pool idle, so the next statement runs normally.
@@ -473,10 +544,11 @@ class PostgresLedger(SqlLedger):
                     and existing.is_open
                     and existing.fingerprint == new.fingerprint
                 ):
-                    return False, existing
+                    return False, existing, None
                 continue
             row = rows[0]
-            return bool(row["inserted"]), self._incident(row)
+            epoch = row.get("epoch")
+            return bool(row["inserted"]), self._incident(row), None if epoch is None else int(epoch)
         raise RuntimeError(f"could not open incident {new.incident_id}: too many conflicts")
 
     async def _claim_due_runs(self, only: str, params: tuple[Any, ...]) -> list[Mapping[str, Any]]:

@@ -436,7 +436,9 @@ class SqlLedger(SqlOwnership):
         return found
 
     async def mark_applied(self, approval_id: str, at: datetime) -> None:
-        await self._sql_write(MARK_APPLIED, (self._sql_time(at), approval_id))
+        # Lost in a database crash, the mark only makes recovery hand the decision over again:
+        # it reads the checkpoint first, finds the graph past the approval, and marks it then.
+        await self._sql_write_relaxed(MARK_APPLIED, (self._sql_time(at), approval_id))
 
     async def unapplied(self, limit: int = 100) -> list[ApprovalRecord]:
         return await self._approvals(UNAPPLIED, (limit,))
