@@ -383,7 +383,7 @@ def _changes(
         if series.points[0][0] > earliest:
             add(series, series.points[0][0], "new series")
         for (_, before), (at, value) in pairwise(series.points):
-            if value == before or value < before and before > 1e9:
+            if value == before or (value < before and before > 1e9):
                 continue  # unchanged, or a timestamp gauge going back (a reset)
             when = datetime.fromtimestamp(value, UTC) if low <= value <= high else at
             add(series, min(when, at), f"value {before:g} -> {value:g} in")

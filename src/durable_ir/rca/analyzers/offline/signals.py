@@ -50,6 +50,11 @@ def _timing(lag: timedelta, full: float, zero: float, slack: timedelta) -> float
     return 1.0 - 0.7 * (minutes - full) / (zero - full)
 
 
+def _clock(t: datetime) -> str:
+    """``HH:MM``, with seconds when the time has them (fine-grained real telemetry)."""
+    return f"{t:%H:%M:%S}" if t.second or t.microsecond else f"{t:%H:%M}"
+
+
 class _Analysis(_Situation):
     """One analysis of one request (the working state of :class:`CorrelationAnalyzer`): the
     situation, and the signals collected from it."""
@@ -264,7 +269,7 @@ class _Analysis(_Situation):
             strength,
             (change.id, *symptom.ids),
             change.at,
-            f"{change.summary} at {change.at:%H:%M}, symptoms from {symptom.onset:%H:%M}"
+            f"{change.summary} at {_clock(change.at)}, symptoms from {_clock(symptom.onset)}"
             + (f" ({'; '.join(notes)})" if notes else ""),
         )
         self._novelty(change, fault)

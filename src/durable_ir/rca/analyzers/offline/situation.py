@@ -1,10 +1,11 @@
 """What the evidence says is going on: each service's symptoms (when its errors or latency
 departed from their usual level) and which service each service's errors blame.
 
-The test bed's own metric names (error_ratio, latency_p99_ms, …) are read with thresholds tuned to their known baselines;
-every other series (what a real Prometheus returns) is read with the generic statistics of
-:mod:`~durable_ir.rca.analyzers.offline.telemetry`: the error ratio (errors over requests
-when both are there), latency, and resources against their limits."""
+The test bed's own metric names (error_ratio, latency_p99_ms, …) are read with thresholds
+tuned to their known baselines; every other series (what a real Prometheus returns) is read
+with the generic statistics of :mod:`~durable_ir.rca.analyzers.offline.telemetry`: the error
+ratio (errors over requests when both are there), latency, and resources against their
+limits."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -43,8 +43,8 @@ __all__ = [
     "error_ratio",
     "limit_for",
     "resource_fault",
-    "role_of",
     "robust_baseline",
+    "role_of",
     "saturation",
 ]
 
@@ -105,7 +105,7 @@ def role_of(metric: str, unit: str = "") -> Role:
 _SENSITIVITY: dict[str, tuple[float, float, float]] = {
     "errors": (4.0, 0.25, 0.0),
     "error_ratio": (4.0, 0.75, 0.0025),
-    "latency": (4.0, 0.2, 0.0),
+    "latency": (4.0, 0.1, 0.0),
     "usage": (4.0, 0.1, 0.0),
     "requests": (4.0, 0.15, 0.0),
     "other": (5.0, 0.2, 0.0),
@@ -233,7 +233,10 @@ def error_ratio(
 
 
 def limit_for(
-    usage: str, unit: str, own: float | None, limits: dict[str, Sequence[tuple[datetime, float]]]
+    usage: str,
+    unit: str,
+    own: float | None,
+    limits: Mapping[str, Sequence[tuple[datetime, float]]],
 ) -> float | None:
     """The capacity of the resource a usage series measures: its own ``limit``, else a limit
     series of the same service whose name shares the usage series' first word (or the only
@@ -247,7 +250,7 @@ def limit_for(
     values = [v for p in matching[:1] for _, v in p if v > 0]
     if values:
         return statistics.median(values)
-    if unit.strip().lower() == "ratio" or _RATIO.search(usage) and "pct" not in usage:
+    if unit.strip().lower() == "ratio" or (_RATIO.search(usage) and "pct" not in usage):
         return 1.0
     if unit.strip() in ("%", "percent") or re.search(r"pct|percent", usage, re.IGNORECASE):
         return 100.0
