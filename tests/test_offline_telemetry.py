@@ -243,3 +243,20 @@ def test_healthy_noisy_series_find_no_culprit() -> None:
     h = analyze(*evidence, deploy(0.5))
     assert h.fault == "unknown" and h.confidence <= 0.05 and h.cited_evidence == []
     assert "5 metric series" in h.root_cause and "LLM analyzer" in h.root_cause
+
+
+def test_an_error_series_that_begins_with_the_first_error_still_departs() -> None:
+    # Only a 5xx rate (no request rate) whose series exists from the first error on, next to
+    # a latency series covering the whole window.
+    late = MetricEvidence(
+        id="metric-errors-1",
+        service="checkout",
+        at=at(ONSET),
+        summary="5xx",
+        metric="http_5xx_rate",
+        points=series([8.0] * N)[ONSET:],
+    )
+    latency = metric("metric-p99-1", "latency_p99_seconds", noisy(0.1, 0.005), unit="s")
+    h = analyze(late, latency, deploy(0.5))
+    assert (h.fault, h.service) == ("bad_deploy", "checkout") and h.confidence >= 0.7
+    assert "metric-errors-1" in h.cited_evidence

@@ -166,7 +166,9 @@ class _Situation:
             self._finding(found, service, "error_ratio", ratio, ids, "error ratio")
         elif errors:
             ids = tuple(m.id for m in errors)
-            self._finding(found, service, "errors", _summed(errors), ids, errors[0].metric)
+            others = [m.points[0][0] for ms in roles.values() for m in ms if m not in errors]
+            summed = _zero_filled(_summed(errors), min(others, default=None))
+            self._finding(found, service, "errors", summed, ids, errors[0].metric)
         for metric in roles.get("error_ratio", []):
             self._finding(found, service, "error_ratio", metric.points, (metric.id,), metric.metric)
         for metric in roles.get("latency", []):
@@ -297,3 +299,19 @@ def _summed(metrics: list[MetricEvidence]) -> list[tuple[datetime, float]]:
         for t, v in metric.points:
             total[t] += v
     return sorted(total.items())
+
+
+def _zero_filled(
+    points: list[tuple[datetime, float]], since: datetime | None
+) -> list[tuple[datetime, float]]:
+    """An error series that begins after ``since`` (when the service's other series began),
+    preceded by zeros at its own step: an exporter creates a failure counter with the first
+    failure, so before it there were none."""
+    if since is None or len(points) < 2 or points[0][0] <= since:
+        return points
+    step = points[1][0] - points[0][0]
+    if step <= timedelta(0):
+        return points
+    missing = int((points[0][0] - since) / step)
+    first = points[0][0]
+    return [(first - (missing - i) * step, 0.0) for i in range(missing)] + points

@@ -85,14 +85,16 @@ def role_of(metric: str, unit: str = "") -> Role:
         ('error_ratio', 'latency')
         >>> role_of("pool_connections_in_use"), role_of("pool_connections_limit")
         ('usage', 'limit')
+        >>> role_of("request_duration_max_seconds")
+        'latency'
     """
-    if _LIMIT.search(metric):
-        return "limit"
     if _ERRORS.search(metric):
         ratio = _RATIO.search(metric) or unit.strip().lower() in ("ratio", "%", "percent")
         return "error_ratio" if ratio else "errors"
     if _LATENCY.search(metric):
         return "latency"
+    if _LIMIT.search(metric):
+        return "limit"
     if _USAGE.search(metric):
         return "usage"
     if _REQUESTS.search(metric):
