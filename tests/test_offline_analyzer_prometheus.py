@@ -179,11 +179,12 @@ def episode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         deadline = time.monotonic() + TIMEOUT
         healthy = 'up{job="durable-ir"} == 1'
         poll(lambda: samples(prom, healthy) >= BASELINE_SCRAPES, "the baseline", deadline)
+        deployed = datetime.now(UTC)
         exporter.deploy("checkout", "v1.5.0", errors_per_s=8.0)
         exporter.deploy("catalog", "v8")  # harmless: the red herring
         failing = 'rate(http_requests_total{service="checkout",code="500"}[5s]) > 1'
         poll(lambda: samples(prom, failing) >= FAULT_SCRAPES, "the spike", deadline)
-        yield {"url": prom.url, "fired_at": datetime.now(UTC)}
+        yield {"url": prom.url, "fired_at": datetime.now(UTC), "deployed": deployed}
 
 
 class Keeping:
@@ -230,8 +231,12 @@ async def test_an_error_spike_after_a_deploy_is_named_confidently(episode: dict[
     assert [(d.service, d.version) for d in deploys] == [("checkout", "v1.5.0")], cited
     metrics = {e.metric for e in cited if isinstance(e, MetricEvidence)}
     assert {"http_5xx_rate", "http_request_rate"} <= metrics, cited
-    # The deploy came from Prometheus's own series, at its first sample.
-    assert episode["fired_at"] - timedelta(minutes=2) < deploys[0].at < episode["fired_at"]
+    # The deploy came from Prometheus's own series, at its first sample: after the exporter
+    # changed version (Prometheus's timestamps have millisecond precision), and inside the
+    # window of the attempt that concluded.
+    window = EvidenceWindow.model_validate(result["rca_attempts"][-1]["window"])
+    assert episode["deployed"] - timedelta(milliseconds=1) <= deploys[0].at, deploys
+    assert window.start < deploys[0].at < window.end, (window, deploys)
 
 
 async def test_a_healthy_service_gets_no_invented_culprit(episode: dict[str, Any]) -> None:

@@ -370,7 +370,7 @@ def _changes(
                 id=f"change-{name}-{evidence_id(name, labels)[-10:]}-{int(at.timestamp())}",
                 service=service,
                 at=at,
-                summary=f"{summary}: {what} {_selector(labels)}"[:_MAX_SUMMARY],
+                summary=f"{summary} ({what} {_selector(labels)})"[:_MAX_SUMMARY],
                 change=query.change or "other",
                 version=version[:200] if version else None,
             )

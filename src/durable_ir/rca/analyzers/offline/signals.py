@@ -299,7 +299,7 @@ class _Analysis(_Situation):
             strength,
             (change.id, *best.ids),
             best.found.onset,
-            f"{best.note}, {after} s after {change.summary}",
+            f"{best.note}, {after} s after the {change.change}",
         )
 
     def _novelty(self, change: ChangeEvidence, fault: str) -> None:
