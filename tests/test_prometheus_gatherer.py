@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from durable_ir.errors import ConfigurationError
-from durable_ir.rca import EvidenceWindow, Hypothesis, MetricEvidence, parse_evidence
+from durable_ir.rca import (
+    ChangeEvidence,
+    EvidenceWindow,
+    Hypothesis,
+    MetricEvidence,
+    parse_evidence,
+)
 from durable_ir.rca.gatherers.prometheus import (
     PrometheusError,
     PrometheusGatherer,
@@ -373,3 +379,65 @@ async def test_it_feeds_the_rca_loop_over_widening_windows(prom: PrometheusApi) 
         [evidence_id("errors", labels)]
     ] * 3
     assert result["rca"]["status"] == "exhausted"
+
+
+# -- changes read from Prometheus ------------------------------------------------------------
+
+BUILD = PromQuery('app_build_info{service="{service}"}', metric="build", change="deploy")
+DEPLOYS = PromQuery(
+    'deploys_total{service="{service}"}', metric="deploys", change="deploy", version_label="sha"
+)
+LAST_CONFIG = PromQuery(
+    'config_last_reload_success_timestamp_seconds{service="{service}"}',
+    metric="config_reload",
+    change="config",
+)
+
+
+async def test_change_queries_become_change_evidence(prom: PrometheusApi) -> None:
+    old = {"__name__": "app_build_info", "service": "checkout", "version": "v1"}
+    new = {"__name__": "app_build_info", "service": "checkout", "version": "v2"}
+    prom.replies[BUILD.render(ALERT)] = (
+        200,
+        matrix(
+            (old, [(ts(m), "1") for m in range(15, 3, -1)]),  # stale after the rollout
+            (new, [(ts(m), "1") for m in range(4, -1, -1)]),  # appears 4 minutes before the end
+        ),
+        0.0,
+    )
+    counter = {"service": "checkout", "sha": "abc123"}
+    prom.replies[DEPLOYS.render(ALERT)] = (
+        200,
+        matrix((counter, [(ts(10), "3"), (ts(9), "3"), (ts(8), "4"), (ts(0), "4")])),
+        0.0,
+    )
+    reload = {"service": "checkout"}
+    reloaded_at = ts(6.5)
+    prom.replies[LAST_CONFIG.render(ALERT)] = (
+        200,
+        matrix(
+            (reload, [(ts(10), str(ts(60))), (ts(6), str(reloaded_at)), (ts(0), str(reloaded_at))])
+        ),
+        0.0,
+    )
+    queries = {"build": BUILD, "deploys": DEPLOYS, "config": LAST_CONFIG}
+
+    found = await gatherer(prom, queries=queries).gather(ALERT, WINDOW)
+
+    assert all(isinstance(e, ChangeEvidence) for e in found)
+    changes = sorted((e for e in found if isinstance(e, ChangeEvidence)), key=lambda c: c.at)
+    assert [(c.change, c.service, c.version, c.at) for c in changes] == [
+        ("deploy", "checkout", "abc123", END - timedelta(minutes=8)),  # the counter stepped
+        ("config", "checkout", None, END - timedelta(minutes=6.5)),  # the timestamp it holds
+        ("deploy", "checkout", "v2", END - timedelta(minutes=4)),  # the new version appeared
+    ]
+    assert "deploy of checkout to v2" in changes[-1].summary
+    # Stable ids: the same change seen from a wider window is the same evidence.
+    wider = await gatherer(prom, queries=queries).gather(
+        ALERT, EvidenceWindow.ending_at(END, timedelta(minutes=30))
+    )
+    assert {e.id for e in wider} == {e.id for e in found}
+    assert len({e.id for e in found}) == 3
+    # A query whose series all begin with the window shows no change (they predate it).
+    prom.replies[BUILD.render(ALERT)] = (200, matrix((old, [(ts(15), "1"), (ts(0), "1")])), 0.0)
+    assert await gatherer(prom, queries={"build": BUILD}).gather(ALERT, WINDOW) == []

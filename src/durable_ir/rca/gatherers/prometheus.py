@@ -14,6 +14,13 @@ means the same series on every attempt.
 - ``NaN`` and ``±Inf`` samples (no data, a division by zero) are dropped from the points and
   counted in the summary; a series with no finite sample is still reported, as such.
 - A query that returns no series adds no evidence (that is an answer, not an error).
+- A query with ``change=`` set (``"deploy"``, ``"config"`` …) reads *changes* instead of a
+  measurement, and yields :class:`~durable_ir.rca.ChangeEvidence`: a series that appears
+  after the query's earliest sample (a new ``version`` label of a ``*_build_info`` metric, a
+  new config hash) is a change at its first sample; a series whose value steps (a counter of
+  deploys, a ``*_last_deploy_timestamp_seconds`` gauge) is a change at each step — at the
+  timestamp it holds, when its value is a Unix time within the window. Their ids are stable
+  too: ``change-<query name>-<hash of the labels>-<unix time>``.
 - A Prometheus error (``"status": "error"``), a non-JSON answer, or an unreachable server raise
   :class:`PrometheusError` naming the query: the RCA loop records the attempt as failed and
   widens, and the message says which query to fix.
@@ -30,6 +37,8 @@ Example:
     datetime.timedelta(seconds=30)
     >>> evidence_id("errors", {"pod": "checkout-7f9c"})
     'metric-errors-981c4c1eaa'
+    >>> deploys = PromQuery('app_build_info{service="{service}"}', metric="build",
+    ...                     change="deploy", version_label="version")
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from itertools import pairwise
+from typing import Any, Literal
 
 import httpx
 
@@ -86,6 +96,13 @@ class PromQuery:
     the resource's capacity, where known. The evidence's service is the series'
     ``service_label`` label, else the alert's service.
 
+    The offline analyzer reads what a series measures from words in ``metric`` (``errors``,
+    ``5xx``, ``requests``, ``latency``/``duration``, ``in_use``/``usage``, ``limit`` …: see
+    :func:`~durable_ir.rca.analyzers.offline.telemetry.role_of`), so name them accordingly.
+
+    With ``change`` set, the query's series are read as changes of that kind (see the module
+    documentation); ``version_label`` names the label holding the version, if any.
+
     Example:
         >>> PromQuery('up{job="{job}"}', metric="up").render({"labels": {"job": "api"}})
         'up{job="api"}'
@@ -97,6 +114,8 @@ class PromQuery:
     baseline: float | None = None
     limit: float | None = None
     service_label: str = "service"
+    change: Literal["deploy", "config", "infra", "certificate", "other"] | None = None
+    version_label: str = "version"
 
     def __post_init__(self) -> None:
         if not self.query.strip():
@@ -187,7 +206,10 @@ class PrometheusGatherer:
             if not found:
                 log.debug("Prometheus query %r returned no series over %s", name, window)
             query = self.queries[name]
-            evidence += [_evidence(name, query, s, service, window) for s in found]
+            if query.change is not None:
+                evidence += _changes(name, query, found, service, window)
+            else:
+                evidence += [_evidence(name, query, s, service, window) for s in found]
         return evidence
 
     async def _run_all(
@@ -321,6 +343,52 @@ def _evidence(
         baseline=query.baseline,
         limit=query.limit,
     )
+
+
+_MAX_CHANGES = 50  # per query and gathering: a gauge that keeps moving is no change log
+
+
+def _changes(
+    name: str, query: PromQuery, found: list[_Series], alert_service: str, window: EvidenceWindow
+) -> list[ChangeEvidence]:
+    """The changes a change query's series show: series that appear after the first sample of
+    any of them, and steps in a series' value."""
+    assert query.change is not None
+    firsts = [s.points[0][0] for s in found if s.points]
+    if not firsts:
+        return []
+    earliest = min(firsts)
+    changes: list[ChangeEvidence] = []
+
+    def add(series: _Series, at: datetime, what: str) -> None:
+        labels = series.labels
+        service = labels.get(query.service_label) or alert_service
+        version = labels.get(query.version_label) or None
+        summary = f"{query.change} of {service}" + (f" to {version}" if version else "")
+        changes.append(
+            ChangeEvidence(
+                id=f"change-{name}-{evidence_id(name, labels)[-10:]}-{int(at.timestamp())}",
+                service=service,
+                at=at,
+                summary=f"{summary} ({what} {_selector(labels)})"[:_MAX_SUMMARY],
+                change=query.change or "other",
+                version=version[:200] if version else None,
+            )
+        )
+
+    low, high = window.start.timestamp(), window.end.timestamp()
+    for series in found:
+        if not series.points:
+            continue
+        if series.points[0][0] > earliest:
+            add(series, series.points[0][0], "new series")
+        for (_, before), (at, value) in pairwise(series.points):
+            if value == before or (value < before and before > 1e9):
+                continue  # unchanged, or a timestamp gauge going back (a reset)
+            when = datetime.fromtimestamp(value, UTC) if low <= value <= high else at
+            add(series, min(when, at), f"value {before:g} -> {value:g} in")
+    changes.sort(key=lambda c: c.at)
+    return changes[-_MAX_CHANGES:]
 
 
 def _selector(labels: Mapping[str, str]) -> str:

@@ -15,7 +15,14 @@ CPU steal departed from their usual level), then collects *signals* for candidat
 - **event**: OOM kills, disk-space failures, a provider's status-page incident;
 - **timing**: CPU steal rising just before latency did;
 - **origin**: the service where the chain of blame ends (callers' errors name it) and whose
-  symptoms began first.
+  symptoms began first;
+- **shift**: on series a real Prometheus returns (any name but the test bed's), a clear
+  departure — error ratio, error rate, latency — beginning right after a change (see
+  :mod:`~durable_ir.rca.analyzers.offline.telemetry` for the statistics: robust baselines,
+  onsets, error ratios, saturation against limits).
+
+When nothing explains the symptoms, the answer says what was checked and what departed, at low
+confidence, and that an LLM analyzer is needed: it never claims more than the evidence shows.
 
 A candidate's confidence combines its signal categories as independent pieces of evidence
 (``1 - Π(1 - strength)``, strongest signal per category), and is then lowered when a rival
@@ -49,6 +56,25 @@ Example:
     ('bad_deploy', 'api', True, ['chg-7', 'log-npe', 'met-api-errors'])
     >>> h.remediation[0].action
     'rollback'
+
+    The same from series named as a Prometheus setup names them, at a 5 s resolution:
+
+    >>> seconds = [window.start + timedelta(seconds=5 * i) for i in range(120)]
+    >>> five_xx = [0.0] * 80 + [8.0] * 40
+    >>> series = [
+    ...     MetricEvidence(id="metric-errors", service="api", at=window.start, summary="5xx",
+    ...                    metric="http_5xx_rate", points=list(zip(seconds, five_xx))),
+    ...     MetricEvidence(id="metric-requests", service="api", at=window.start,
+    ...                    summary="requests", metric="http_request_rate",
+    ...                    points=[(t, 28.0) for t in seconds]),
+    ...     ChangeEvidence(id="change-build", service="api", at=seconds[78], summary="deploy v9",
+    ...                    change="deploy", version="v9"),
+    ... ]
+    >>> request = AnalysisRequest(alert={"service": "api"}, attempt=1, window=window,
+    ...                           evidence=series)
+    >>> h = asyncio.run(CorrelationAnalyzer().analyze(request))
+    >>> h.fault, h.confidence >= 0.7, sorted(h.cited_evidence)
+    ('bad_deploy', True, ['change-build', 'metric-errors', 'metric-requests'])
 """
 
 from durable_ir.rca.analyzers.offline.analyzer import CorrelationAnalyzer

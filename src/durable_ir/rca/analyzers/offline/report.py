@@ -22,6 +22,8 @@ def _hypothesis(candidate: _Candidate, analysis: _Analysis) -> Hypothesis:
     root_cause = f"{_FAULT_PHRASES[candidate.fault]} in {candidate.service}: {reasons}"
     if candidate.notes:
         root_cause += f" ({'; '.join(candidate.notes)})"
+    if candidate.confidence < 0.5:
+        root_cause += f"; the evidence is weak, and {LLM_NEEDED}"
     return Hypothesis(
         root_cause=root_cause[:2000],
         fault=candidate.fault,
@@ -32,20 +34,49 @@ def _hypothesis(candidate: _Candidate, analysis: _Analysis) -> Hypothesis:
     )
 
 
+LLM_NEEDED = (
+    "this is beyond the offline analyzer, which reads only onsets, departures from a baseline, "
+    "error ratios, latency shifts, resources against their limits, changes near the onset and "
+    "known error signatures: an LLM analyzer (AnthropicAnalyzer, ChatModelAnalyzer) is needed "
+    "to reason about it"
+)
+"""What a low-confidence answer of the offline analyzer says about its own limits."""
+
+
 def _nothing_found(analysis: _Analysis) -> Hypothesis:
     alerted = str(analysis.request.alert.get("service") or "") or None
     symptom = analysis.symptoms.get(alerted or "")
+    unnamed = [
+        f"{s.metric} on {s.service} at {s.share:.0%} of its limit" for s in analysis.saturated
+    ]
     if symptom is not None and symptom.anomalous:
+        seen = [f.note for f in symptom.findings] + unnamed
         return Hypothesis(
-            root_cause=f"{alerted} is failing, but no change, known error signature or "
-            "exhausted resource explains it",
+            root_cause=f"{alerted} is failing"
+            + (f" ({'; '.join(seen)})" if seen else "")
+            + ", but no change, known error signature or exhausted resource explains it; "
+            + LLM_NEEDED,
             fault="unknown",
             service=alerted,
             confidence=0.15,
             cited_evidence=symptom.ids,
         )
+    elsewhere = sorted(s for s, found in analysis.symptoms.items() if found.anomalous)
+    series = len(analysis.metrics)
+    checked = (
+        f"{series} metric series, {len(analysis.logs)} log signatures and "
+        f"{len(analysis.changes)} changes checked"
+    )
+    if elsewhere:
+        found_text = f"{', '.join(elsewhere)} departed from its usual level but"
+    else:
+        found_text = "no series departs from its usual level and"
     return Hypothesis(
-        root_cause="nothing in the evidence departs from its usual level",
+        root_cause=f"no root cause found ({checked}): {found_text} "
+        f"{alerted or 'the alerted service'} shows no symptom the offline analyzer can read"
+        + (f" ({'; '.join(unnamed)})" if unnamed else "")
+        + "; if the alert is real, the evidence gathered does not show why — widen or add "
+        "queries, or " + LLM_NEEDED,
         fault="unknown",
         service=alerted,
         confidence=0.05,

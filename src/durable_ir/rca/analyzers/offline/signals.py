@@ -1,5 +1,7 @@
 """Collecting the signals for candidate root causes (a fault category at a service) from the
-evidence: changes, new errors, known signatures, resources, trends, events, timing, origin."""
+evidence: changes, new errors, known signatures, resources, trends, events, timing, origin, and
+— for series read by the generic statistics — *shift*: a clear departure (error ratio, error
+rate, latency) beginning right after a change."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from durable_ir.rca.analyzers.offline.series import (
     _steady_rise,
 )
 from durable_ir.rca.analyzers.offline.situation import _Situation
+from durable_ir.rca.analyzers.offline.telemetry import resource_fault
 from durable_ir.rca.evidence import ChangeEvidence, MetricEvidence
 
 
@@ -45,6 +48,11 @@ def _timing(lag: timedelta, full: float, zero: float, slack: timedelta) -> float
     if minutes <= full:
         return 1.0
     return 1.0 - 0.7 * (minutes - full) / (zero - full)
+
+
+def _clock(t: datetime) -> str:
+    """``HH:MM``, with seconds when the time has them (fine-grained real telemetry)."""
+    return f"{t:%H:%M:%S}" if t.second or t.microsecond else f"{t:%H:%M}"
 
 
 class _Analysis(_Situation):
@@ -98,6 +106,19 @@ class _Analysis(_Situation):
                     break
 
     def _resources(self) -> None:
+        for full in self.saturated:
+            fault = resource_fault(full.metric)
+            if fault is not None:
+                self.add(
+                    fault,
+                    full.service,
+                    "resource",
+                    0.5 * min(1.0, max(0.0, (full.share - 0.85) / 0.1)),
+                    full.ids,
+                    full.at,
+                    f"{full.metric} on {full.service} at {full.share:.0%} of its limit "
+                    f"since {full.at:%H:%M:%S}",
+                )
         for (service, name), metric in self.metrics.items():
             if name in _RESOURCES:
                 saturated = _saturation(metric)
@@ -240,6 +261,7 @@ class _Analysis(_Situation):
             notes.append(f"but {brewing[0].note} already before it")
         if strength <= 0:
             return
+        self._shift(change, fault, lag, _timing(lag, full, zero, symptom.slack) * own, closer)
         self.add(
             fault,
             service,
@@ -247,10 +269,38 @@ class _Analysis(_Situation):
             strength,
             (change.id, *symptom.ids),
             change.at,
-            f"{change.summary} at {change.at:%H:%M}, symptoms from {symptom.onset:%H:%M}"
+            f"{change.summary} at {_clock(change.at)}, symptoms from {_clock(symptom.onset)}"
             + (f" ({'; '.join(notes)})" if notes else ""),
         )
         self._novelty(change, fault)
+
+    def _shift(
+        self,
+        change: ChangeEvidence,
+        fault: str,
+        lag: timedelta,
+        timing: float,
+        closer: list[ChangeEvidence],
+    ) -> None:
+        """The clearest generic departure of the changed service (error ratio, error rate,
+        latency) — how plainly the symptom shows, beginning ``lag`` after the change."""
+        symptom = self.symptoms[change.service]
+        if not symptom.findings:
+            return
+        best = max(symptom.findings, key=lambda f: f.excess)
+        strength = 0.4 * best.excess * timing * (0.5 if closer else 1.0)
+        if strength <= 0:
+            return
+        after = max(0, round(lag.total_seconds()))
+        self.add(
+            fault,
+            change.service,
+            "shift",
+            strength,
+            (change.id, *best.ids),
+            best.found.onset,
+            f"{best.note}, {after} s after the {change.change}",
+        )
 
     def _novelty(self, change: ChangeEvidence, fault: str) -> None:
         """Error signatures on the changed service first seen just after the change (unless

@@ -1,5 +1,11 @@
 """What the evidence says is going on: each service's symptoms (when its errors or latency
-departed from their usual level) and which service each service's errors blame."""
+departed from their usual level) and which service each service's errors blame.
+
+The test bed's own metric names (error_ratio, latency_p99_ms, …) are read with thresholds
+tuned to their known baselines; every other series (what a real Prometheus returns) is read
+with the generic statistics of :mod:`~durable_ir.rca.analyzers.offline.telemetry`: the error
+ratio (errors over requests when both are there), latency, and resources against their
+limits."""
 
 from __future__ import annotations
 
@@ -12,7 +18,40 @@ from datetime import datetime, timedelta
 
 from durable_ir.rca.analysis import AnalysisRequest
 from durable_ir.rca.analyzers.offline.series import _baseline, _onset, _recent_mean, _step
+from durable_ir.rca.analyzers.offline.telemetry import (
+    LEGACY_METRICS,
+    Departure,
+    Role,
+    departure,
+    error_ratio,
+    limit_for,
+    role_of,
+    saturation,
+)
 from durable_ir.rca.evidence import ChangeEvidence, EventEvidence, LogEvidence, MetricEvidence
+
+
+@dataclass(frozen=True)
+class _Finding:
+    """A generic series' departure: what it measures, the evidence it rests on, and a sentence."""
+
+    role: Role
+    ids: tuple[str, ...]
+    found: Departure
+    note: str
+    excess: float
+    """How far beyond its baseline, on a 0..1 scale of how clearly it matters."""
+
+
+@dataclass(frozen=True)
+class _Saturated:
+    """A generic resource series at its limit."""
+
+    service: str
+    metric: str
+    ids: tuple[str, ...]
+    share: float
+    at: datetime
 
 
 @dataclass
@@ -26,6 +65,8 @@ class _Symptom:
     ids: list[str] = field(default_factory=list)
     slack: timedelta = timedelta(0)
     """How much earlier than ``onset`` the trouble may have begun (the series' resolution)."""
+    findings: list[_Finding] = field(default_factory=list)
+    """Departures found by the generic statistics (series without the test bed's names)."""
 
     @property
     def anomalous(self) -> bool:
@@ -55,9 +96,14 @@ class _Situation:
         self.logs: list[LogEvidence] = []
         self.changes: list[ChangeEvidence] = []
         self.events: list[EventEvidence] = []
+        self.metrics_by_id: dict[str, MetricEvidence] = {}
         for item in request.evidence:
             if isinstance(item, MetricEvidence):
-                self.metrics[(item.service, item.metric)] = item
+                self.metrics_by_id[item.id] = item
+                key = (item.service, item.metric)
+                if key in self.metrics and item.metric not in LEGACY_METRICS:
+                    key = (item.service, f"{item.metric}#{item.id}")  # several series per name
+                self.metrics[key] = item
             elif isinstance(item, LogEvidence):
                 self.logs.append(item)
             elif isinstance(item, ChangeEvidence):
@@ -65,6 +111,7 @@ class _Situation:
             else:
                 self.events.append(item)
         self.services = sorted({e.service for e in request.evidence})
+        self.saturated: list[_Saturated] = []
         self._names = {
             s: re.compile(rf"(?<![\w-]){re.escape(s)}(?![\w-])", re.IGNORECASE)
             for s in self.services
@@ -85,12 +132,84 @@ class _Situation:
                 symptom.ids.append(metric.id)
                 if name == "error_ratio":
                     symptom.error_excess = max(0.0, _recent_mean(metric) - _baseline(metric))
+        slack = timedelta(0)
+        if onsets:
+            slack = max(_step(m) for m in self._series(service)) - timedelta(minutes=1)
+        for finding in self._generic(service):
+            symptom.findings.append(finding)
+            onsets.append((finding.found.onset, finding.found.from_start))
+            symptom.ids.extend(i for i in finding.ids if i not in symptom.ids)
+            if finding.role in ("error_ratio", "errors"):
+                symptom.error_excess = max(symptom.error_excess, finding.excess)
+            step = min(_step(self.metrics_by_id[i]) for i in finding.ids)
+            slack = max(slack, 2 * step)
         if onsets:
             symptom.onset = min(t for t, _ in onsets)
             symptom.from_start = any(flag for _, flag in onsets)
-            symptom.slack = max(_step(m) for m in self._series(service)) - timedelta(minutes=1)
+            symptom.slack = slack
             self._first_errors(symptom)
         return symptom
+
+    def _generic(self, service: str) -> list[_Finding]:
+        """Departures of the service's series that the test bed's thresholds do not cover:
+        the error ratio (or the error rate, without a request rate), latency, and resources
+        against their limits (recorded in ``self.saturated``)."""
+        roles: dict[Role, list[MetricEvidence]] = defaultdict(list)
+        for (owner, _), metric in self.metrics.items():
+            if owner == service and metric.metric not in LEGACY_METRICS and len(metric.points) > 1:
+                roles[role_of(metric.metric, metric.unit)].append(metric)
+        found: list[_Finding] = []
+        errors, requests = roles.get("errors", []), roles.get("requests", [])
+        if errors and requests:
+            ratio = error_ratio(_summed(errors), _summed(requests))
+            ids = tuple(m.id for m in errors + requests)
+            self._finding(found, service, "error_ratio", ratio, ids, "error ratio")
+        elif errors:
+            ids = tuple(m.id for m in errors)
+            others = [m.points[0][0] for ms in roles.values() for m in ms if m not in errors]
+            summed = _zero_filled(_summed(errors), min(others, default=None))
+            self._finding(found, service, "errors", summed, ids, errors[0].metric)
+        for metric in roles.get("error_ratio", []):
+            self._finding(found, service, "error_ratio", metric.points, (metric.id,), metric.metric)
+        for metric in roles.get("latency", []):
+            self._finding(found, service, "latency", metric.points, (metric.id,), metric.metric)
+        limits = {m.metric: m.points for m in roles.get("limit", [])}
+        for metric in roles.get("usage", []) + roles.get("other", []):
+            limit = limit_for(metric.metric, metric.unit, metric.limit, limits)
+            full = saturation(metric.points, limit) if limit else None
+            if full is not None:
+                ids = (metric.id, *(m.id for m in roles.get("limit", [])))
+                self.saturated.append(_Saturated(service, metric.metric, ids, *full))
+        return found
+
+    def _finding(
+        self,
+        found: list[_Finding],
+        service: str,
+        role: Role,
+        points: list[tuple[datetime, float]],
+        ids: tuple[str, ...],
+        what: str,
+    ) -> None:
+        departed = departure(points, role=role)
+        if departed is None:
+            return
+        before, now = departed.baseline, departed.level
+        if role == "error_ratio":
+            excess = min(1.0, (now - before) / 0.05)
+            shown = f"{before:.2%} to {now:.2%}"
+        elif role == "latency" and before > 0:
+            excess = min(1.0, now / before - 1)
+            shown = f"{before:.4g} to {now:.4g} ({now / before:.1f}x)"
+        else:
+            excess = min(1.0, departed.score / 12)
+            shown = f"{before:.4g} to {now:.4g}"
+        note = (
+            f"{what} of {service} rose from {shown} at {departed.onset:%H:%M:%S} "
+            f"({departed.score:.0f} robust deviations beyond the median of the "
+            f"{departed.index} points before)"
+        )
+        found.append(_Finding(role, ids, departed, note, excess))
 
     def _series(self, service: str) -> list[MetricEvidence]:
         found = [self.metrics.get((service, n)) for n in ("error_ratio", "latency_p99_ms")]
@@ -157,7 +276,9 @@ class _Situation:
 
     def external(self, service: str) -> bool:
         """Seen only from the outside: no resource metrics and no logs of its own."""
-        own = (service, "cpu_usage_pct") in self.metrics
+        own = (service, "cpu_usage_pct") in self.metrics or any(
+            owner == service and name not in LEGACY_METRICS for owner, name in self.metrics
+        )
         return not own and not any(log.service == service for log in self.logs)
 
     def alert_visible(self) -> bool:
@@ -167,3 +288,30 @@ class _Situation:
         if alerted is None:
             return any(s.anomalous for s in self.symptoms.values())
         return alerted.anomalous
+
+
+def _summed(metrics: list[MetricEvidence]) -> list[tuple[datetime, float]]:
+    """The series added up at each timestamp (several pods' or codes' series of one role)."""
+    if len(metrics) == 1:
+        return list(metrics[0].points)
+    total: dict[datetime, float] = defaultdict(float)
+    for metric in metrics:
+        for t, v in metric.points:
+            total[t] += v
+    return sorted(total.items())
+
+
+def _zero_filled(
+    points: list[tuple[datetime, float]], since: datetime | None
+) -> list[tuple[datetime, float]]:
+    """An error series that begins after ``since`` (when the service's other series began),
+    preceded by zeros at its own step: an exporter creates a failure counter with the first
+    failure, so before it there were none."""
+    if since is None or len(points) < 2 or points[0][0] <= since:
+        return points
+    step = points[1][0] - points[0][0]
+    if step <= timedelta(0):
+        return points
+    missing = int((points[0][0] - since) / step)
+    first = points[0][0]
+    return [(first - (missing - i) * step, 0.0) for i in range(missing)] + points
