@@ -519,7 +519,9 @@ class SqlLedger(SqlOwnership):
 
     async def settle_run(self, incident_id: str, at: datetime) -> None:
         check_aware("at", at)
-        await self._sql_write(SETTLE_RUN, (self._sql_time(at), incident_id))
+        # Lost in a database crash, the note only leaves the run's lease to expire: recovery
+        # then reads the checkpoint, finds the run paused (or ended) and notes it.
+        await self._sql_write_relaxed(SETTLE_RUN, (self._sql_time(at), incident_id))
 
     async def fail_run(self, incident_id: str, error: str, retry_at: datetime) -> None:
         check_aware("retry_at", retry_at)
