@@ -1,6 +1,7 @@
 """A real Prometheus server (Debian's ``prometheus`` package, /usr/bin/prometheus) for tests:
-on a free loopback port, with a temporary configuration and TSDB, scraping given targets and
-evaluating given rule files; its HTTP API read with httpx."""
+on a free loopback port, with a temporary configuration and TSDB, scraping given targets,
+evaluating given rule files and sending their alerts to given Alertmanagers; its HTTP API read
+with httpx."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class PrometheusServer(LocalServer):
         *,
         job: str = "durable-ir",
         interval: str = "1s",
+        alertmanagers: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir, workdir / "prometheus.log")
         self.config = workdir / "prometheus.yml"
@@ -56,6 +58,11 @@ class PrometheusServer(LocalServer):
                 "evaluation_interval": interval,
             },
             "rule_files": [str(path.resolve()) for path in rule_files],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+                if alertmanagers
+                else []
+            },
             "scrape_configs": [
                 {
                     "job_name": job,
@@ -75,6 +82,9 @@ class PrometheusServer(LocalServer):
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=warn",
+            # Firing alerts go to Alertmanager again every second, not every minute: an
+            # episode of a test lasts seconds.
+            "--rules.alert.resend-delay=1s",
         ]
 
     def _ready(self) -> bool:
