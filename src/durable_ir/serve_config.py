@@ -391,6 +391,9 @@ class ServePlan:
     demo: bool = False
     slack_signing_secret: str | None = field(default=None, repr=False)
     choices: tuple[tuple[str, str], ...] = ()
+    components: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """The objects built for the bundled graph: ``gatherer``, ``analyzer``, ``executor``,
+    ``notifiers`` (empty for the demo and for an imported graph)."""
 
     def describe(self) -> list[str]:
         """One line per choice, for the start-up log."""
@@ -554,6 +557,12 @@ def _builder_plan(
         graph=builder,
         graph_name=name,
         slack_signing_secret=signing_secret,
+        components={
+            "gatherer": gatherer,
+            "analyzer": analyzer,
+            "executor": executor,
+            "notifiers": tuple(notifiers),
+        },
         choices=(
             (
                 "graph",
