@@ -61,6 +61,7 @@ __all__ = [
     "build_serve_plan",
     "load_serve_config",
     "parse_serve_config",
+    "validate_serve_config",
 ]
 
 CONFIG_ENV = "DURABLE_IR_CONFIG"
@@ -279,6 +280,11 @@ def parse_serve_config(text: str, *, source: str = "<config>") -> ServeConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(source, [f"not valid TOML: {exc}"]) from None
+    return validate_serve_config(data, source=source)
+
+
+def validate_serve_config(data: Mapping[str, Any], *, source: str = "<config>") -> ServeConfig:
+    """Validate a config already read into a mapping (what TOML parses to)."""
     if "source" in data:
         raise ConfigFileError(source, ["source: unknown key"])
     try:
