@@ -416,3 +416,25 @@ def test_serve_with_a_config_gathers_from_prometheus_analyzes_and_suggests_only(
 
     ids = asyncio.run(evidence_ids())
     assert {i.split("-")[1] for i in ids} == {"errors", "by_alert"}, ids
+
+
+def test_imported_analyzer_and_executor_get_their_options_and_secrets() -> None:
+    text = MINIMAL + (
+        '\n[analyzer]\nkind = "chat_model"\nfactory = "support.serve_parts:chat_model"\n'
+        'options = { model = "m-1", temperature = 0 }\noptions_env = { api_key = "IR_TEST_LLM" }\n'
+        '\n[executor]\nkind = "import"\nfactory = "support.serve_parts:OptionsExecutor"\n'
+        'options = { dry = true }\noptions_env = { token = "IR_TEST_EXEC" }\n'
+    )
+    config = parse_serve_config(text, source="serve.toml")
+    assert "options_env.api_key: the environment variable IR_TEST_LLM" in problem(text)
+    plan = build_serve_plan(config, environ={"IR_TEST_LLM": "llm-key", "IR_TEST_EXEC": "ex"})
+    analyzer, executor = plan.components["analyzer"], plan.components["executor"]
+    expected = {"model": "m-1", "temperature": 0, "api_key": "llm-key"}
+    assert expected.items() <= analyzer.model.metadata.items()
+    assert executor.options == {"dry": True, "token": "ex"}
+    assert dict(plan.choices)["analyzer"] == "ChatModelAnalyzer (support.serve_parts:chat_model)"
+    # A chat model factory that returns something else is named.
+    bad = text.replace("support.serve_parts:chat_model", "support.serve_parts:OptionsExecutor")
+    assert "analyzer.factory: ChatModelAnalyzer needs a LangChain BaseChatModel instance" in (
+        problem(bad, {"IR_TEST_LLM": "k", "IR_TEST_EXEC": "e"})
+    )
