@@ -63,8 +63,8 @@ def problem(text: str, environ: dict[str, str] | None = None) -> str:
 
 def test_the_minimal_config_builds_the_bundled_graph_with_what_it_names() -> None:
     plan = build_serve_plan(parse_serve_config(MINIMAL, source="serve.toml"), environ={})
-    assert isinstance(plan.graph, IncidentGraphBuilder) and plan.graph_name == "incident"
-    assert not plan.demo
+    assert isinstance(plan.graph, IncidentGraphBuilder) and plan.graph_name is None
+    assert not plan.demo and not plan.warnings()
     assert isinstance(plan.components["gatherer"], RoutedPrometheusGatherer)
     assert isinstance(plan.components["analyzer"], CorrelationAnalyzer)  # offline unless told
     assert isinstance(
@@ -174,6 +174,7 @@ def test_sections_that_cannot_go_together_or_are_missing() -> None:
 def test_demo_and_an_imported_graph() -> None:
     plan = build_serve_plan(parse_serve_config('[demo]\nanalyzer = "offline"\n'), environ={})
     assert plan.demo and plan.graph_name == "demo-agent"
+    assert "SIMULATED fleet" in plan.warnings()[0]
     text = '[graph]\nfactory = "durable_ir.demo.agent:build_demo_graph"\nname = "mine"\n'
     plan = build_serve_plan(parse_serve_config(text), environ={})
     assert plan.graph_name == "mine" and "approval" in plan.graph.nodes

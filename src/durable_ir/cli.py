@@ -569,9 +569,12 @@ NOTHING_TO_SERVE = (
 )
 
 
-def _serve_choice(args: argparse.Namespace) -> tuple[Any, str | None, str | None, list[str]]:
-    """(graph, graph name, Slack signing secret, lines to log) for ``serve``'s arguments;
-    ``CliError`` or ``ConfigurationError`` when they do not say what to serve."""
+def _serve_choice(
+    args: argparse.Namespace,
+) -> tuple[Any, str | None, str | None, list[str], list[str]]:
+    """(graph, graph name, Slack signing secret, lines to log, warnings to log) for
+    ``serve``'s arguments; ``CliError`` or ``ConfigurationError`` when they do not say what
+    to serve."""
     from durable_ir.serve_config import CONFIG_ENV, build_serve_plan, load_serve_config
 
     from_env = not args.config and bool(os.environ.get(CONFIG_ENV, "").strip())
@@ -594,11 +597,11 @@ def _serve_choice(args: argparse.Namespace) -> tuple[Any, str | None, str | None
     if path:
         plan = build_serve_plan(load_serve_config(path))
         lines = [f"config {plan.source}", *plan.describe()]
-        return plan.graph, plan.graph_name, plan.slack_signing_secret, lines
-    if args.demo:
-        return None, None, None, ["--demo: the demo agent on its simulated fleet"]
+        return plan.graph, plan.graph_name, plan.slack_signing_secret, lines, plan.warnings()
+    if args.demo:  # create_app() warns that the fleet is simulated
+        return None, None, None, ["--demo: the demo agent on its simulated fleet"], []
     if args.graph:
-        return load_graph(args.graph), None, None, [f"--graph {args.graph}"]
+        return load_graph(args.graph), None, None, [f"--graph {args.graph}"], []
     raise CliError(NOTHING_TO_SERVE, EXIT_USAGE)
 
 
@@ -618,7 +621,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.database_url:
             _check_url(args.database_url)
-        graph, graph_name, signing_secret, lines = _serve_choice(args)
+        graph, graph_name, signing_secret, lines, warnings = _serve_choice(args)
         kept = [load_graph(spec) for spec in args.keep_graph]
         serve(
             keep_graphs=kept,
@@ -631,6 +634,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_format=args.log_format,
             slack_signing_secret=signing_secret,
             startup_lines=lines,
+            startup_warnings=warnings,
         )
     except (CliError, ConfigurationError) as exc:
         print(f"durable-ir serve: {exc}", file=sys.stderr)

@@ -29,7 +29,7 @@ Example:
     >>> config = parse_serve_config(text, source="serve.toml")
     >>> plan = build_serve_plan(config, environ={})
     >>> plan.graph_name, plan.demo, plan.describe()[1]
-    ('incident', False, 'gatherer: Prometheus at http://prometheus:9090 (1 query)')
+    (None, False, 'gatherer: Prometheus at http://prometheus:9090 (1 query)')
     >>> parse_serve_config('[graph]\\nnmae = "x"', source="serve.toml")
     Traceback (most recent call last):
     ...
@@ -388,7 +388,9 @@ class ServePlan:
 
     ``graph`` is ``None`` for the demo agent (``create_app``'s demo default), else a graph
     or an :class:`~durable_ir.IncidentGraphBuilder`; ``slack_signing_secret`` (from
-    ``[integrations.slack] signing_secret_env``) enables ``POST /slack/interactions``.
+    ``[integrations.slack] signing_secret_env``) enables ``POST /slack/interactions``;
+    ``graph_name`` is ``None`` when the file names none (``$DURABLE_IR_GRAPH_NAME``, else
+    the default, applies).
     """
 
     source: str
@@ -404,6 +406,16 @@ class ServePlan:
     def describe(self) -> list[str]:
         """One line per choice, for the start-up log."""
         return [f"{what}: {how}" for what, how in self.choices]
+
+    def warnings(self) -> list[str]:
+        """What the start-up log should say loudly: that the fleet is simulated."""
+        if not self.demo:
+            return []
+        return [
+            f"{self.source} asks for [demo]: the demo agent on its SIMULATED fleet; alerts "
+            "without sim_scenario and sim_seed labels escalate with nothing gathered, and "
+            "nothing real is ever changed"
+        ]
 
 
 def _import(spec: str, where: str, source: str) -> Any:
@@ -561,7 +573,7 @@ def _builder_plan(
     return ServePlan(
         source=source,
         graph=builder,
-        graph_name=name,
+        graph_name=section.name,  # None: $DURABLE_IR_GRAPH_NAME, else the runtime's "incident"
         slack_signing_secret=signing_secret,
         components={
             "gatherer": gatherer,

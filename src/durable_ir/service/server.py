@@ -25,15 +25,16 @@ def serve(
     log_format: str | None = None,
     slack_signing_secret: str | None = None,
     startup_lines: Sequence[str] = (),
+    startup_warnings: Sequence[str] = (),
 ) -> None:
     """Serve :func:`~durable_ir.service.create_app` (settings from the environment) until
     interrupted. ``graph`` as for ``create_app``; ``graph_name`` overrides
     ``DURABLE_IR_GRAPH_NAME``. ``log_level`` applies to durable-ir's loggers and uvicorn's;
     ``log_format`` is ``text`` or ``json`` (default ``$DURABLE_IR_LOG_FORMAT``, else text):
     see :mod:`durable_ir.logs`. ``slack_signing_secret`` (from a config file) replaces
-    ``$SLACK_SIGNING_SECRET``; ``startup_lines`` are logged once logging is set up (what the
-    config file chose). ``graph=None`` serves the demo agent on its simulated fleet: the
-    ``durable-ir serve`` command passes it only for ``--demo``."""
+    ``$SLACK_SIGNING_SECRET``; ``startup_lines`` (info) and ``startup_warnings`` are logged
+    once logging is set up (what the config file chose). ``graph=None`` serves the demo agent
+    on its simulated fleet: the ``durable-ir serve`` command passes it only for ``--demo``."""
     import logging
     import logging.config
     from dataclasses import replace
@@ -53,8 +54,11 @@ def serve(
     if slack_signing_secret is not None:
         settings = replace(settings, slack_signing_secret=slack_signing_secret)
     logging.config.dictConfig(log_config)
+    log = logging.getLogger("durable_ir.service")
     for line in startup_lines:
-        logging.getLogger("durable_ir.service").info("serving %s", line)
+        log.info("serving %s", line)
+    for line in startup_warnings:
+        log.warning("%s", line)
     app = create_app(
         database_url=database_url, graph=graph, settings=settings, keep_graphs=keep_graphs
     )
