@@ -285,14 +285,18 @@ def test_every_serve_command_in_the_docs_says_what_to_serve() -> None:
         build_parser().parse_args(argv)
 
 
-def test_the_demo_alert_example_runs_as_written(tmp_path: Path) -> None:
-    """docs/service.md's `durable-ir serve --demo` and its curl alert: the alert is
-    investigated (root cause found, plan and dry run ready) and waits for approval."""
+@pytest.mark.parametrize(
+    "what", [["--demo"], ["--config", str(EXAMPLES / "serve-demo.toml")]], ids=["flag", "file"]
+)
+def test_the_demo_alert_example_runs_as_written(tmp_path: Path, what: list[str]) -> None:
+    """docs/service.md's `durable-ir serve --demo` (and examples/serve-demo.toml) and its
+    curl alert: the alert is investigated (root cause found, plan and dry run ready) and
+    waits for approval."""
     (block,) = [b for _, b in fenced("bash") if "durable-ir serve --demo &" in b]
     body = json.loads(block.split("-d '", 1)[1].split("'", 1)[0])
     server = ServiceProcess(
         f"sqlite:///{tmp_path / 'demo.db'}",
-        "--demo",
+        *what,
         env=service_env(),
         log=tmp_path / "serve.log",
     )

@@ -439,3 +439,39 @@ def test_imported_analyzer_and_executor_get_their_options_and_secrets() -> None:
     assert "analyzer.factory: ChatModelAnalyzer needs a LangChain BaseChatModel instance" in (
         problem(bad, {"IR_TEST_LLM": "k", "IR_TEST_EXEC": "e"})
     )
+
+
+def test_check_validates_prints_the_choices_and_starts_nothing(
+    nothing_served: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text(MINIMAL)
+    database = tmp_path / "never.db"
+    url = f"sqlite:///{database}"
+    assert main(["serve", "--config", str(path), "--check", "--database-url", url]) == 0
+    out = capsys.readouterr().out
+    assert f"config {path}\n" in out
+    assert "gatherer: Prometheus at http://127.0.0.1:9090 (1 query)" in out
+    assert "executor: suggest-only" in out and out.endswith("ok, it would start\n")
+    assert not database.exists()
+    path.write_text("[demo]\n")
+    assert main(["serve", "--config", str(path), "--check"]) == 0
+    assert "warning: " in capsys.readouterr().out
+    path.write_text(MINIMAL + "\nextra = 1\n")
+    assert main(["serve", "--config", str(path), "--check"]) == 2
+    # TOML puts a key after a table header in that table: the path says so.
+    assert f"{path}: gatherer.queries.errors.extra: unknown key" in capsys.readouterr().err
+
+
+def test_no_secret_reaches_the_plan_or_its_description() -> None:
+    text = MINIMAL + (
+        '\n[integrations.pagerduty]\nrouting_key_env = "IR_TEST_PD_KEY"\n'
+        '\n[integrations.slack]\nbot_token_env = "IR_TEST_SLACK"\nchannel = "C0123456789"\n'
+        'signing_secret_env = "IR_TEST_SIGNING"\n'
+    )
+    secrets = {"IR_TEST_PD_KEY": "pd-SECRET-1", "IR_TEST_SLACK": "xoxb-SECRET-2",
+               "IR_TEST_SIGNING": "sign-SECRET-3"}  # fmt: skip
+    plan = build_serve_plan(parse_serve_config(text, source="serve.toml"), environ=secrets)
+    assert plan.slack_signing_secret == "sign-SECRET-3"
+    shown = repr(plan) + "\n".join(plan.describe() + plan.warnings())
+    assert "SECRET" not in shown, shown

@@ -9,7 +9,7 @@
     durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTRIBUTE]
     durable-ir versions list|check|migrate …   (graph versions: see durable_ir.cli_versions)
     durable-ir serve (--config PATH | --graph MODULE:ATTRIBUTE | --demo) [--host H] [--port P]
-                     [--database-url URL] [--keep-graph MODULE:ATTRIBUTE …]
+                     [--database-url URL] [--keep-graph MODULE:ATTRIBUTE …] [--check]
                      [--log-level LEVEL] [--log-format text|json]
     durable-ir token hash            (the token on stdin; prints its SHA-256)
     durable-ir token new NAME --role ROLE [--role ROLE …]
@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve the demo agent on its simulated fleet (alerts need sim_scenario and "
         "sim_seed labels: nothing real is investigated or changed)",
+    )
+    serve.add_argument(
+        "--check",
+        action="store_true",
+        help="validate what would be served (the config file: its keys, secrets' variables, "
+        "imports), print it and exit: 0 if it would start, 2 if not; opens nothing",
     )
     serve.add_argument(
         "--graph",
@@ -623,6 +629,11 @@ def _serve(args: argparse.Namespace) -> int:
             _check_url(args.database_url)
         graph, graph_name, signing_secret, lines, warnings = _serve_choice(args)
         kept = [load_graph(spec) for spec in args.keep_graph]
+        if args.check:
+            for line in [*lines, *(f"warning: {w}" for w in warnings)]:
+                print(line)
+            print("durable-ir serve: ok, it would start")
+            return EXIT_OK
         serve(
             keep_graphs=kept,
             host=args.host,
