@@ -115,6 +115,21 @@ def test_a_secret_written_in_the_file_is_refused_without_echoing_it() -> None:
     assert "routing_key_env" in message and "R0UT1NGKEY-SECRET" not in message
 
 
+def test_a_secret_pasted_where_its_variable_belongs_is_not_echoed() -> None:
+    pasted = "0123456789abcdef0123456789abcdef"  # a PagerDuty routing key, not a variable
+    text = MINIMAL + f'\n[integrations.pagerduty]\nrouting_key_env = "{pasted}"\n'
+    message = problem(text)
+    assert "integrations.pagerduty.routing_key_env: must name an environment variable" in message
+    assert pasted not in message
+    text = MINIMAL + (
+        '\n[analyzer]\nkind = "chat_model"\nfactory = "support.serve_parts:chat_model"\n'
+        'options = { model = "m", api_key = "sk-SECRET" }\n'
+    )
+    message = problem(text)
+    assert "analyzer.options.api_key: secrets are not written in the config file" in message
+    assert "sk-SECRET" not in message
+
+
 def test_a_missing_secret_variable_is_named() -> None:
     text = MINIMAL + '\n[integrations.pagerduty]\nrouting_key_env = "IR_TEST_PD_KEY"\n'
     assert problem(text) == (

@@ -93,7 +93,7 @@ class _Section(BaseModel):
 ImportPath = Annotated[
     str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$", max_length=300)
 ]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=200)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)]
 Duration = Annotated[str, Field(pattern=r"^[0-9]+(s|m|h|d)$")]
@@ -251,25 +251,39 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _secret_key(key: str) -> bool:
+    return key in SECRET_KEYS or key.endswith(("_key", "_token", "_secret", "password"))
+
+
+def _names_a_variable(loc: tuple[int | str, ...]) -> bool:
+    return any(isinstance(p, str) and (p.endswith("_env")) for p in loc)
+
+
 def _problem(error: Mapping[str, Any]) -> str:
     loc = tuple(error["loc"])
     where = _where(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else ""
-        if key in SECRET_KEYS or key.endswith(("_key", "_token", "_secret", "password")):
+        if _secret_key(key):
             return (
                 f"{where}: secrets are not written in the config file: set {key}_env = "
                 f'"SOME_VARIABLE" and put the secret in that environment variable'
             )
         return f"{where}: unknown key"
+    if _names_a_variable(loc):
+        # Never echo it: a secret pasted where its variable's name belongs is the likely case.
+        return (
+            f"{where}: must name an environment variable (A-Z, 0-9 and _, e.g. "
+            "PAGERDUTY_ROUTING_KEY); the value is not shown in case it is the secret itself"
+        )
     if kind == "missing":
         return f"{where}: missing (required)"
     if kind == "union_tag_not_found":
         return f"{where}.kind: missing (required): {error['msg'].split(':', 1)[-1].strip()}"
     message = str(error["msg"])
     value = error.get("input")
-    if isinstance(value, str | int | float | bool) and not isinstance(value, dict):
+    if isinstance(value, str | int | float | bool):
         return f"{where}: {message} (got {value!r})"
     return f"{where}: {message}"
 
@@ -321,6 +335,17 @@ def load_serve_config(path: str | os.PathLike[str]) -> ServeConfig:
 
 
 def _combination_problems(config: ServeConfig) -> list[str]:
+    problems = [
+        f"{section}.options.{key}: secrets are not written in the config file: set "
+        f'options_env = {{ {key} = "SOME_VARIABLE" }} and put the secret in that variable'
+        for section, part in (("analyzer", config.analyzer), ("executor", config.executor))
+        for key in getattr(part, "options", {})
+        if _secret_key(key)
+    ]
+    return problems or _section_problems(config)
+
+
+def _section_problems(config: ServeConfig) -> list[str]:
     builder_parts = [
         name
         for name in ("gatherer", "analyzer", "executor", "integrations")
