@@ -104,6 +104,13 @@ def test_a_wrong_type_says_what_was_expected_and_what_it_got() -> None:
     assert "graph.allow_list.actions.restart: Input should be 'read_only', 'low'" in problem(text)
     text = MINIMAL + '\n[analyzer]\nkind = "gpt"\n'
     assert "serve.toml: analyzer: Input tag 'gpt' found using 'kind'" in problem(text)
+    text = MINIMAL + '\n[analyzer]\nmodel = "x"\n'
+    assert "serve.toml: analyzer.kind: missing (required): offline, anthropic or" in problem(text)
+    text = MINIMAL.replace("http://127.0.0.1:9090", "127.0.0.1:9090")
+    assert problem(text) == (
+        "serve.toml: gatherer.base_url: must be an http:// or https:// URL (got '127.0.0.1:9090')"
+    )
+    assert problem("graph = 3\n").startswith("serve.toml: graph: must be a table")
 
 
 def test_a_secret_written_in_the_file_is_refused_without_echoing_it() -> None:
@@ -153,7 +160,9 @@ def test_bad_import_paths_are_named() -> None:
         "serve.toml: graph.factory: durable_ir.demo.agent:DEMO_GRAPH_NAME is a str, not a "
         "StateGraph, a compiled graph, an IncidentGraphBuilder or a function returning one"
     )
-    assert "graph.factory: String should match pattern" in problem('[graph]\nfactory = "x"\n')
+    assert problem('[graph]\nfactory = "x"\n') == (
+        "serve.toml: graph.factory: must be module:attribute, e.g. my_agent.graphs:build (got 'x')"
+    )
     text = MINIMAL + (
         '\n[executor]\nkind = "import"\nfactory = "durable_ir.remediation:SuggestOnlyExecutor"'
         "\noptions = { dry = true }\n"

@@ -14,7 +14,9 @@ Two steps, each with clear errors naming the file, the key and what is wrong
   connection.
 
 Secrets are never written in the file: ``routing_key``, ``bot_token``, ``api_key``, ``token``,
-``password`` and ``signing_secret`` are refused with a hint to use ``*_env``.
+``password``, ``signing_secret`` and any ``*_key``, ``*_token`` or ``*_secret`` key (in
+``options`` tables too) are refused with a hint to use ``*_env``, and a value of a ``*_env``
+key that is not a variable's name is refused without being echoed.
 
 Example:
     >>> text = '''
@@ -90,13 +92,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-ImportPath = Annotated[
-    str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$", max_length=300)
-]
+_IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+_HTTP_URL = r"^https?://[^\s]+$"
+_DURATION = r"^[0-9]+(s|m|h|d)$"
+_PATTERN_MEANS = {
+    _IMPORT_PATH: "must be module:attribute, e.g. my_agent.graphs:build",
+    _HTTP_URL: "must be an http:// or https:// URL",
+    _DURATION: "must be a duration: a whole number and s, m, h or d, e.g. 15m",
+}
+ImportPath = Annotated[str, Field(pattern=_IMPORT_PATH, max_length=300)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=200)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)]
-Duration = Annotated[str, Field(pattern=r"^[0-9]+(s|m|h|d)$")]
+HttpUrl = Annotated[str, Field(pattern=_HTTP_URL, max_length=2000)]
+Duration = Annotated[str, Field(pattern=_DURATION)]
 Risk = Literal["read_only", "low", "medium", "high"]
 Severity = Literal["P0", "P1", "P2", "P3"]
 
@@ -256,7 +264,7 @@ def _secret_key(key: str) -> bool:
 
 
 def _names_a_variable(loc: tuple[int | str, ...]) -> bool:
-    return any(isinstance(p, str) and (p.endswith("_env")) for p in loc)
+    return any(isinstance(p, str) and p.endswith("_env") for p in loc)
 
 
 def _problem(error: Mapping[str, Any]) -> str:
@@ -271,17 +279,25 @@ def _problem(error: Mapping[str, Any]) -> str:
                 f'"SOME_VARIABLE" and put the secret in that environment variable'
             )
         return f"{where}: unknown key"
+    if kind == "missing":
+        return f"{where}: missing (required)"
     if _names_a_variable(loc):
         # Never echo it: a secret pasted where its variable's name belongs is the likely case.
         return (
             f"{where}: must name an environment variable (A-Z, 0-9 and _, e.g. "
             "PAGERDUTY_ROUTING_KEY); the value is not shown in case it is the secret itself"
         )
-    if kind == "missing":
-        return f"{where}: missing (required)"
     if kind == "union_tag_not_found":
-        return f"{where}.kind: missing (required): {error['msg'].split(':', 1)[-1].strip()}"
+        kinds = {
+            "analyzer": "offline, anthropic or chat_model",
+            "executor": "suggest_only or import",
+        }.get(str(loc[0]), "see docs/service.md")
+        return f"{where}.kind: missing (required): {kinds}"
+    if kind in ("model_type", "dict_type"):
+        return f"{where}: must be a table ([{where}] or {{ … }})"
     message = str(error["msg"])
+    if kind == "string_pattern_mismatch":
+        message = _PATTERN_MEANS.get(str((error.get("ctx") or {}).get("pattern")), message)
     value = error.get("input")
     if isinstance(value, str | int | float | bool):
         return f"{where}: {message} (got {value!r})"
