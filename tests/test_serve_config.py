@@ -375,7 +375,9 @@ def test_serve_with_a_config_gathers_from_prometheus_analyzes_and_suggests_only(
     )
     database = f"sqlite:///{tmp_path / 'incidents.db'}"
     env = service_env(IR_TEST_CLAUDE_KEY=CLAUDE_KEY, IR_TEST_PD_KEY=PD_KEY)
-    server = ServiceProcess(database, "--config", str(config), env=env, log=tmp_path / "serve.log")
+    log = tmp_path / "serve.log"
+    server = ServiceProcess(database, "--config", str(config), "--log-level", "debug", env=env,
+                            log=log)  # fmt: skip
     try:
         server.wait_ready()
         alert = {
@@ -438,6 +440,14 @@ def test_serve_with_a_config_gathers_from_prometheus_analyzes_and_suggests_only(
         async with open_runtime(database) as rt:
             snapshot = await rt.get(incident_id)
             return [i for a in snapshot.values["rca_attempts"] for i in a["evidence_ids"]]
+
+    # What the file chose is logged; the secrets it read from the environment are not, even
+    # at debug level (httpx, the anthropic SDK and uvicorn all log there).
+    output = log.read_text(errors="replace")
+    assert (
+        "serving gatherer: Prometheus at" in output and "serving executor: suggest-only" in output
+    )
+    assert CLAUDE_KEY not in output and PD_KEY not in output
 
     ids = asyncio.run(evidence_ids())
     assert {i.split("-")[1] for i in ids} == {"errors", "by_alert"}, ids
