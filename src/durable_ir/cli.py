@@ -5,8 +5,8 @@
     durable-ir demo [--database-url URL] [--offline]
     durable-ir incidents list [--status open|closed] [--limit N]
     durable-ir incidents show ID
-    durable-ir incidents approve ID --by NAME [--reason R] [--graph MODULE:ATTRIBUTE]
-    durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTRIBUTE]
+    durable-ir incidents approve ID --by NAME [--reason R] [--graph MODULE:ATTR | --config PATH]
+    durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTR | --config PATH]
     durable-ir versions list|check|migrate …   (graph versions: see durable_ir.cli_versions)
     durable-ir serve (--config PATH | --graph MODULE:ATTRIBUTE | --demo) [--host H] [--port P]
                      [--database-url URL] [--keep-graph MODULE:ATTRIBUTE …] [--check]
@@ -22,7 +22,8 @@ they need no graph code. ``approve`` and ``reject`` record the decision with
 :meth:`durable_ir.Runtime.decide`, which then resumes the incident's graph (apply, verify, or
 escalate) in this process, so they need the graph: ``--graph module:attribute`` names a
 ``StateGraph``, a compiled graph, an :class:`~durable_ir.IncidentGraphBuilder`, or a function
-returning one, called without arguments. It defaults to the demo agent,
+returning one, called without arguments; ``--config PATH`` (or ``$DURABLE_IR_CONFIG``) takes
+the graph a ``serve`` config file describes. Without either it is the demo agent,
 ``durable_ir.demo.agent:build_demo_graph``; it is registered under the graph name the incident
 was recorded with. The current directory is importable, so ``--graph my_agent:build`` works
 from a project's root.
@@ -46,8 +47,8 @@ Example:
     >>> build_parser().parse_args(["demo"]).command
     'demo'
     >>> args = build_parser().parse_args(["incidents", "approve", "INC-1", "--by", "alice"])
-    >>> args.action, args.incident, args.by, args.graph
-    ('approve', 'INC-1', 'alice', 'durable_ir.demo.agent:build_demo_graph')
+    >>> args.action, args.incident, args.by, args.graph, args.config
+    ('approve', 'INC-1', 'alice', None, None)
     >>> args = build_parser().parse_args(["serve", "--port", "9000", "--config", "serve.toml"])
     >>> args.command, args.host, args.port, args.config, args.demo
     ('serve', '127.0.0.1', 9000, 'serve.toml', False)
@@ -131,10 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     deciding.add_argument("--by", required=True, help="who decides (recorded in the ledger)")
     deciding.add_argument(
         "--graph",
-        default=DEFAULT_GRAPH,
         help="module:attribute of the incident's graph (a StateGraph, a compiled graph, an "
         "IncidentGraphBuilder, or a function returning one); needed to resume it "
-        f"(default: {DEFAULT_GRAPH})",
+        f"(default: the --config file's graph, else {DEFAULT_GRAPH})",
+    )
+    deciding.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the `durable-ir serve` config file whose graph the incident runs (default: "
+        "$DURABLE_IR_CONFIG, unless --graph is given)",
     )
     deciding.add_argument(
         "--keep-graph",
@@ -487,7 +493,7 @@ async def _decide(args: argparse.Namespace) -> None:
         graph_name = latest.graph if latest is not None else row.graph  # type: ignore[union-attr]
         for kept in args.keep_graph:
             rt.register(load_graph(kept), name=graph_name, default=False)
-        rt.register(load_graph(args.graph), name=graph_name)
+        rt.register(_decision_graph(args), name=graph_name)
         result = await rt.decide(incident_id, decision)
         snapshot = await rt.get(incident_id)
     outcome = snapshot.values.get("outcome") or {}
@@ -512,6 +518,23 @@ async def _decide(args: argparse.Namespace) -> None:
     ended = outcome.get("status")
     reason = f" ({outcome['reason']})" if outcome.get("reason") else ""
     console.print(f"incident status: {snapshot.status}" + (f", {ended}{reason}" if ended else ""))
+
+
+def _decision_graph(args: argparse.Namespace) -> Any:
+    """The graph ``approve``/``reject`` resume: ``--graph``, else the config file's (``--config``
+    or ``$DURABLE_IR_CONFIG``), else the demo agent's."""
+    from durable_ir.builder import IncidentGraphBuilder
+    from durable_ir.serve_config import CONFIG_ENV, build_serve_plan, load_serve_config
+
+    if args.graph and args.config:
+        raise CliError("--graph and --config both name the graph: choose one", EXIT_USAGE)
+    if args.graph:
+        return load_graph(args.graph)
+    path = args.config or os.environ.get(CONFIG_ENV, "").strip()
+    if not path:
+        return load_graph(DEFAULT_GRAPH)
+    graph = build_serve_plan(load_serve_config(path)).graph
+    return graph.build() if isinstance(graph, IncidentGraphBuilder) else graph
 
 
 def _as_cli_error(exc: BaseException) -> CliError | None:
