@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,19 @@ def test_the_minimal_config_builds_the_bundled_graph_with_what_it_names() -> Non
         plan.components["executor"], SuggestOnlyExecutor
     )  # applies nothing unless told
     assert plan.describe()[3].startswith("executor: suggest-only")
+
+
+def test_approval_deadlines_per_severity() -> None:
+    text = MINIMAL + '\n[graph.sla]\nwindows = { P0 = "10m", P1 = "1h" }\nescalate_to = "sre-2"\n'
+    plan = build_serve_plan(parse_serve_config(text, source="serve.toml"), environ={})
+    assert plan.graph.approval.sla.window_for("P0") == timedelta(minutes=10)
+    assert plan.graph.approval.sla.escalate_to == "sre-2"
+    assert "graph.sla.windows.P9: Input should be 'P0', 'P1', 'P2' or 'P3'" in problem(
+        MINIMAL + '\n[graph.sla]\nwindows = { P9 = "10m" }\n'
+    )
+    assert "graph.sla.windows.P0: must be a duration: a whole number and s, m, h or d" in (
+        problem(MINIMAL + '\n[graph.sla]\nwindows = { P0 = "10 minutes" }\n')
+    )
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

@@ -136,6 +136,11 @@ class SeverityRuleSection(_Section):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class SlaSection(_Section):
+    windows: dict[Severity, Duration] = Field(default_factory=dict)
+    escalate_to: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
 class GraphSection(_Section):
     """``[graph]``: the bundled builder graph (the default) or ``factory = "module:attr"``."""
 
@@ -143,6 +148,7 @@ class GraphSection(_Section):
     factory: ImportPath | None = None
     allow_list: AllowListSection | None = None
     rca: RcaSection | None = None
+    sla: SlaSection | None = None
     severity_rules: list[SeverityRuleSection] = Field(default_factory=list)
 
 
@@ -250,8 +256,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for i, part in enumerate(loc):
         # Discriminated unions add the tag to the location: analyzer.anthropic.model → drop it.
-        if i == 1 and loc[0] in _TAGGED and part in _TAGS:
-            continue
+        if (i == 1 and loc[0] in _TAGGED and part in _TAGS) or part == "[key]":
+            continue  # "[key]": pydantic's mark of a refused table key; the key is named
         if isinstance(part, int):
             parts.append(f"[{part}]")
         else:
@@ -370,7 +376,9 @@ def _section_problems(config: ServeConfig) -> list[str]:
     graph = config.graph
     if graph is not None:
         builder_parts += [
-            f"graph.{name}" for name in ("allow_list", "rca") if getattr(graph, name) is not None
+            f"graph.{name}"
+            for name in ("allow_list", "rca", "sla")
+            if getattr(graph, name) is not None
         ] + (["graph.severity_rules"] if graph.severity_rules else [])
     if config.demo is not None:
         others = builder_parts + (["graph.factory"] if graph and graph.factory else [])
@@ -581,6 +589,7 @@ def _builder_plan(
     from durable_ir.builder import IncidentGraphBuilder, SeverityRule
     from durable_ir.rca_loop import RcaConfig
     from durable_ir.remediation import AllowList
+    from durable_ir.sla import SlaPolicy
 
     assert section.allow_list is not None and config.gatherer is not None  # checked on load
     gatherer, gatherer_text = _gatherer(config.gatherer, env, source)
@@ -597,6 +606,12 @@ def _builder_plan(
     }
     if rca.windows is not None:
         rca_options["windows"] = tuple(_duration(w) for w in rca.windows)
+    sla = None
+    if section.sla is not None:
+        sla = SlaPolicy(
+            windows={k: _duration(v) for k, v in section.sla.windows.items()},
+            escalate_to=section.sla.escalate_to,
+        )
     allow = section.allow_list
     builder = IncidentGraphBuilder(
         gatherer=gatherer,
@@ -609,6 +624,7 @@ def _builder_plan(
             for r in section.severity_rules
         ],
         notifiers=notifiers,
+        sla=sla,
     )
     name = section.name or "incident"
     return ServePlan(
