@@ -202,6 +202,11 @@ def test_sections_that_cannot_go_together_or_are_missing() -> None:
     assert "serve.toml: gatherer: missing (required): without evidence every alert escalates" in (
         message
     )
+    text = MINIMAL + '\n[[graph.severity_rules]]\nseverity = "P1"\n'
+    assert problem(text) == (
+        "serve.toml: graph.severity_rules[0]: a severity rule needs a service, a name or labels "
+        "to match"
+    )
     text = MINIMAL + "\n[graph.rca]\nmax_attempts = 5\n"
     assert "graph.rca.growth: missing (required)" in problem(text)
     text = MINIMAL + '\n[graph.rca]\nwindows = ["1h", "15m"]\n'

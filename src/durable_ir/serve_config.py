@@ -608,21 +608,31 @@ def _builder_plan(
         rca_options["windows"] = tuple(_duration(w) for w in rca.windows)
     sla = None
     if section.sla is not None:
-        sla = SlaPolicy(
-            windows={k: _duration(v) for k, v in section.sla.windows.items()},
-            escalate_to=section.sla.escalate_to,
-        )
+        windows = {k: _duration(v) for k, v in section.sla.windows.items()}
+        sla = _made("graph.sla", source, SlaPolicy, windows=windows,
+                    escalate_to=section.sla.escalate_to)  # fmt: skip
     allow = section.allow_list
+    rules = [
+        _made(
+            f"graph.severity_rules[{i}]",
+            source,
+            SeverityRule,
+            r.severity,
+            service=r.service,
+            name=r.name,
+            labels=r.labels,
+        )
+        for i, r in enumerate(section.severity_rules)
+    ]
     builder = IncidentGraphBuilder(
         gatherer=gatherer,
         analyzer=analyzer,
         executor=executor,
-        allow_list=AllowList(allow.actions, targets=allow.targets),
-        rca=RcaConfig(**rca_options),
-        severity_rules=[
-            SeverityRule(r.severity, service=r.service, name=r.name, labels=r.labels)
-            for r in section.severity_rules
-        ],
+        allow_list=_made(
+            "graph.allow_list", source, AllowList, allow.actions, targets=allow.targets
+        ),
+        rca=_made("graph.rca", source, RcaConfig, **rca_options),
+        severity_rules=rules,
         notifiers=notifiers,
         sla=sla,
     )
@@ -650,6 +660,14 @@ def _builder_plan(
             ("notifiers", notifier_text),
         ),
     )
+
+
+def _made(where: str, source: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
+    """``factory(*args, **kwargs)``, a refusal of its values named by the key ``where``."""
+    try:
+        return factory(*args, **kwargs)
+    except ConfigurationError as exc:
+        raise ConfigFileError(source, [f"{where}: {exc}"]) from None
 
 
 def _gatherer(section: PrometheusSection, env: Mapping[str, str], source: str) -> tuple[Any, str]:

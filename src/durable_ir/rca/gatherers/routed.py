@@ -11,7 +11,8 @@ than it fills itself:
   widens on every attempt, like the range the query reads;
 - ``{alertname}``: the alert's name (an Alertmanager alert's ``alertname`` label is the same).
 
-``{service}`` and ``{<label>}`` are filled from the alert as ``PrometheusGatherer`` does.
+``{service}`` and ``{<label>}`` are filled from the alert as ``PrometheusGatherer`` does
+(``{window}`` is always the window, even for an alert with a ``window`` label).
 An alert no query applies to gathers no evidence (logged): the analyzer then says so.
 
 Example:
