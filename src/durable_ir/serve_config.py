@@ -609,8 +609,8 @@ def _builder_plan(
     sla = None
     if section.sla is not None:
         windows = {k: _duration(v) for k, v in section.sla.windows.items()}
-        sla = _made("graph.sla", source, SlaPolicy, windows=windows,
-                    escalate_to=section.sla.escalate_to)  # fmt: skip
+        escalate_to = section.sla.escalate_to
+        sla = _made("graph.sla", source, SlaPolicy, windows=windows, escalate_to=escalate_to)
     allow = section.allow_list
     rules = [
         _made(
