@@ -527,3 +527,53 @@ def test_no_secret_reaches_the_plan_or_its_description() -> None:
     assert plan.slack_signing_secret == "sign-SECRET-3"
     shown = repr(plan) + "\n".join(plan.describe() + plan.warnings())
     assert "SECRET" not in shown, shown
+
+
+EXAMPLE_CONFIGS = sorted(
+    p
+    for p in (Path(__file__).resolve().parent.parent / "examples").glob("**/*.toml")
+    if "[gatherer]" in p.read_text()
+)
+
+
+async def test_the_example_configs_queries_are_valid_promql_on_a_real_prometheus(
+    tmp_path: Path,
+) -> None:
+    """Each query of each example config, run as the service runs it (templates filled from
+    an alert it applies to, over an attempt's window), against a real Prometheus scraping a
+    durable-ir service: Prometheus accepts every one (a PromQL error would raise), and the
+    observability example's `up` query finds the scraped service."""
+    import tomllib
+
+    from durable_ir.rca.evidence import EvidenceWindow
+    from durable_ir.serve_config import validate_serve_config
+    from durable_ir.service import ServiceSettings, create_app
+    from support.service import serving as serving_app
+
+    require_prometheus()
+    assert len(EXAMPLE_CONFIGS) >= 2, EXAMPLE_CONFIGS
+    settings = ServiceSettings(database_url=f"sqlite:///{tmp_path / 'watched.db'}")
+    with (
+        serving_app(create_app(settings=settings)) as watched,
+        running_prometheus(
+            tmp_path / "prometheus", [watched.url.removeprefix("http://")], job="durable-ir"
+        ) as prometheus,
+    ):
+        wait_for(lambda: prometheus.query('up{job="durable-ir"}'), what="a scrape")
+        found: dict[str, int] = {}
+        for path in EXAMPLE_CONFIGS:
+            data = tomllib.loads(path.read_text())
+            data["gatherer"]["base_url"] = prometheus.url
+            plan = build_serve_plan(validate_serve_config(data, source=str(path)), environ={})
+            gatherer = plan.components["gatherer"]
+            for name, routed in gatherer.queries.items():
+                alert_name = min(routed.alerts) if routed.alerts else "AnyAlert"
+                alert = {
+                    "name": alert_name,
+                    "service": min(routed.services) if routed.services else "durable-ir",
+                    "labels": {"job": "durable-ir", "namespace": "default"},
+                }
+                window = EvidenceWindow.ending_at(datetime.now(UTC), timedelta(minutes=15))
+                evidence = await gatherer.gather(alert, window)  # PrometheusError if refused
+                found[f"{path.parent.name}/{path.name}:{name}"] = len(evidence)
+    assert found["observability/serve.toml:up"] >= 1, found
