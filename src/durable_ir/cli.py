@@ -76,6 +76,7 @@ from durable_ir.cli_common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    configured_graph,
     load_graph,
 )
 from durable_ir.cli_common import (
@@ -523,18 +524,8 @@ async def _decide(args: argparse.Namespace) -> None:
 def _decision_graph(args: argparse.Namespace) -> Any:
     """The graph ``approve``/``reject`` resume: ``--graph``, else the config file's (``--config``
     or ``$DURABLE_IR_CONFIG``), else the demo agent's."""
-    from durable_ir.builder import IncidentGraphBuilder
-    from durable_ir.serve_config import CONFIG_ENV, build_serve_plan, load_serve_config
-
-    if args.graph and args.config:
-        raise CliError("--graph and --config both name the graph: choose one", EXIT_USAGE)
-    if args.graph:
-        return load_graph(args.graph)
-    path = args.config or os.environ.get(CONFIG_ENV, "").strip()
-    if not path:
-        return load_graph(DEFAULT_GRAPH)
-    graph = build_serve_plan(load_serve_config(path)).graph
-    return graph.build() if isinstance(graph, IncidentGraphBuilder) else graph
+    graph = configured_graph(args.graph, args.config)
+    return graph if graph is not None else load_graph(DEFAULT_GRAPH)
 
 
 def _as_cli_error(exc: BaseException) -> CliError | None:
