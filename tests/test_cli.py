@@ -191,3 +191,37 @@ def test_a_missing_sqlite_file_is_refused_not_created(
     assert main(["incidents", "list", "--database-url", f"sqlite:///{missing}"]) == EXIT_USAGE
     assert "no SQLite database at" in capsys.readouterr().err
     assert not missing.exists()
+
+
+SERVE_DEMO = Path(__file__).resolve().parent.parent / "examples" / "serve-demo.toml"
+SERVE_REAL = SERVE_DEMO.with_name("serve.toml")
+
+
+def test_approve_and_reject_resume_the_graph_of_a_serve_config(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An incident served from a config file is decided with that file (--config, or
+    $DURABLE_IR_CONFIG); a config whose graph is not the incident's records nothing."""
+    code, out, err = cli("approve", "INC-1", "--by", "carol", "--config", str(SERVE_REAL))
+    assert code == EXIT_CONFLICT and "which is not registered here" in err, (out, err)
+    assert asyncio.run(pending(cli.url, "INC-1"))  # the wrong graph decided nothing
+
+    code, out, err = cli("approve", "INC-1", "--by", "carol", "--config", str(SERVE_DEMO))
+    assert code == EXIT_OK, err
+    assert "approved by carol" in out and "resolved" in out
+
+    monkeypatch.setenv("DURABLE_IR_CONFIG", str(SERVE_DEMO))
+    code, out, err = cli("reject", "INC-2", "--by", "carol", "--reason", "not now")
+    assert code == EXIT_OK, err
+    assert "rejected by carol" in out and "escalated" in out
+
+
+def test_graph_and_config_together_are_refused(cli: Cli) -> None:
+    code, _, err = cli(
+        "approve", "INC-1", "--by", "carol", "--config", str(SERVE_DEMO),
+        "--graph", "durable_ir.demo.agent:build_demo_graph",
+    )  # fmt: skip
+    assert code == EXIT_USAGE and "--graph and --config both name the graph" in err
+    assert asyncio.run(pending(cli.url, "INC-1"))
+    code, _, err = cli("approve", "INC-1", "--by", "carol", "--config", "/nonexistent.toml")
+    assert code == EXIT_USAGE and "/nonexistent.toml: no such file" in err

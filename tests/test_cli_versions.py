@@ -130,3 +130,27 @@ def test_migrating_to_a_graph_without_the_paused_node_is_refused_and_changes_not
     assert [i["moved"] for i in body["items"]] == [False, False]
     assert all("does not have as an approval node" in i["reason"] for i in body["items"])
     assert asyncio.run(ledger_rows(url)) == before
+
+
+def test_a_deploy_described_by_a_serve_config_is_checked(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`versions check --config`: the graph a `durable-ir serve` config file describes is the
+    deploy checked (the demo file: the graph the incidents paused on; a file naming the broken
+    graph: stranded); without a graph the command says what it needs."""
+    common = ("--database-url", url)
+    demo = Path(__file__).resolve().parent.parent / "examples" / "serve-demo.toml"
+    code, body, err = run(capsys, "versions", "check", *common, "--config", str(demo))
+    assert code == EXIT_OK and body["ok"], (body, err)
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(f'[graph]\nfactory = "{BROKEN}"\n')
+    code, body, err = run(capsys, "versions", "check", *common, "--config", str(broken))
+    assert code == EXIT_STRANDED and not body["ok"], err
+
+    capsys.readouterr()
+    assert main(["versions", "check", *common]) == 2
+    assert "versions check needs the deploy's graph: --graph" in capsys.readouterr().err
+    args = ["versions", "check", *common, "--graph", NEXT, "--config", str(demo)]
+    assert main(args) == 2
+    assert "--graph and --config both name the graph" in capsys.readouterr().err

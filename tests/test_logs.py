@@ -77,7 +77,8 @@ def serve_logs(durable_url: str, tmp_path: Path) -> Iterator[Any]:
 
     def run(*args: str, **env: str) -> tuple[dict[str, tuple[str, str]], list[str]]:
         log = tmp_path / f"serve-{len(started)}.log"
-        server = ServiceProcess(durable_url, *args, env=service_env(**env), log=log)
+        # The demo agent, asked for explicitly: serve simulates nothing by default.
+        server = ServiceProcess(durable_url, "--demo", *args, env=service_env(**env), log=log)
         started.append(server)
         server.wait_ready()
         try:
@@ -244,7 +245,7 @@ def test_serve_refuses_an_unknown_log_format_from_the_environment(tmp_path: Path
 
     env = service_env(DURABLE_IR_LOG_FORMAT="xml")
     done = subprocess.run(
-        [sys.executable, "-m", "durable_ir.cli", "serve", "--database-url", "memory://"],
+        [sys.executable, "-m", "durable_ir.cli", "serve", "--demo", "--database-url", "memory://"],
         env=env,
         capture_output=True,
         text=True,

@@ -26,8 +26,10 @@ def replicas(durable_url: str, tmp_path: Path) -> Iterator[Callable[..., list[Se
     started: list[ServiceProcess] = []
 
     def start(count: int, *args: str, **env: str) -> list[ServiceProcess]:
+        # Without --graph, the demo agent, asked for explicitly (serve simulates nothing unasked).
+        what = () if "--graph" in args else ("--demo",)
         processes = [
-            ServiceProcess(durable_url, *args, env=service_env(**env),
+            ServiceProcess(durable_url, *what, *args, env=service_env(**env),
                            log=tmp_path / f"serve-{len(started) + i}.log")
             for i in range(count)
         ]  # fmt: skip

@@ -5,11 +5,12 @@
     durable-ir demo [--database-url URL] [--offline]
     durable-ir incidents list [--status open|closed] [--limit N]
     durable-ir incidents show ID
-    durable-ir incidents approve ID --by NAME [--reason R] [--graph MODULE:ATTRIBUTE]
-    durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTRIBUTE]
+    durable-ir incidents approve ID --by NAME [--reason R] [--graph MODULE:ATTR | --config PATH]
+    durable-ir incidents reject ID --by NAME --reason R [--graph MODULE:ATTR | --config PATH]
     durable-ir versions list|check|migrate …   (graph versions: see durable_ir.cli_versions)
-    durable-ir serve [--host H] [--port P] [--database-url URL] [--graph MODULE:ATTRIBUTE]
-                     [--keep-graph MODULE:ATTRIBUTE …] [--log-level LEVEL] [--log-format text|json]
+    durable-ir serve (--config PATH | --graph MODULE:ATTRIBUTE | --demo) [--host H] [--port P]
+                     [--database-url URL] [--keep-graph MODULE:ATTRIBUTE …] [--check]
+                     [--log-level LEVEL] [--log-format text|json]
     durable-ir token hash            (the token on stdin; prints its SHA-256)
     durable-ir token new NAME --role ROLE [--role ROLE …]
 
@@ -21,16 +22,19 @@ they need no graph code. ``approve`` and ``reject`` record the decision with
 :meth:`durable_ir.Runtime.decide`, which then resumes the incident's graph (apply, verify, or
 escalate) in this process, so they need the graph: ``--graph module:attribute`` names a
 ``StateGraph``, a compiled graph, an :class:`~durable_ir.IncidentGraphBuilder`, or a function
-returning one, called without arguments. It defaults to the demo agent,
+returning one, called without arguments; ``--config PATH`` (or ``$DURABLE_IR_CONFIG``) takes
+the graph a ``serve`` config file describes. Without either it is the demo agent,
 ``durable_ir.demo.agent:build_demo_graph``; it is registered under the graph name the incident
 was recorded with. The current directory is importable, so ``--graph my_agent:build`` works
 from a project's root.
 
 ``serve`` runs the incident API (the ``service`` extra: ``pip install 'durable-ir[service]'``)
-on the demo agent's graph unless ``--graph`` names another; settings come from the
-environment (see ``docs/service.md``). ``token hash`` prints the SHA-256 that
-``DURABLE_IR_API_TOKENS`` stores for a token read from stdin; ``token new`` makes a random
-token and prints it with its ``DURABLE_IR_API_TOKENS`` entry.
+on what a config file chooses (``--config PATH`` or ``$DURABLE_IR_CONFIG``; see
+:mod:`durable_ir.serve_config`), on your own graph (``--graph``), or on the demo agent's
+simulated fleet (``--demo``); given none of them it refuses to start (exit 2) rather than
+simulate. Other settings come from the environment (see ``docs/service.md``). ``token hash``
+prints the SHA-256 that ``DURABLE_IR_API_TOKENS`` stores for a token read from stdin;
+``token new`` makes a random token and prints it with its ``DURABLE_IR_API_TOKENS`` entry.
 
 Exit codes: 0 done; 1 unexpected failure (e.g. the database is unreachable); 2 bad input (a
 malformed or refused decision, an unknown option, a ``--graph`` that does not load, a SQLite
@@ -43,11 +47,11 @@ Example:
     >>> build_parser().parse_args(["demo"]).command
     'demo'
     >>> args = build_parser().parse_args(["incidents", "approve", "INC-1", "--by", "alice"])
-    >>> args.action, args.incident, args.by, args.graph
-    ('approve', 'INC-1', 'alice', 'durable_ir.demo.agent:build_demo_graph')
-    >>> args = build_parser().parse_args(["serve", "--port", "9000"])
-    >>> args.command, args.host, args.port, args.graph
-    ('serve', '127.0.0.1', 9000, None)
+    >>> args.action, args.incident, args.by, args.graph, args.config
+    ('approve', 'INC-1', 'alice', None, None)
+    >>> args = build_parser().parse_args(["serve", "--port", "9000", "--config", "serve.toml"])
+    >>> args.command, args.host, args.port, args.config, args.demo
+    ('serve', '127.0.0.1', 9000, 'serve.toml', False)
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from durable_ir.cli_common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    configured_graph,
     load_graph,
 )
 from durable_ir.cli_common import (
@@ -128,10 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     deciding.add_argument("--by", required=True, help="who decides (recorded in the ledger)")
     deciding.add_argument(
         "--graph",
-        default=DEFAULT_GRAPH,
         help="module:attribute of the incident's graph (a StateGraph, a compiled graph, an "
         "IncidentGraphBuilder, or a function returning one); needed to resume it "
-        f"(default: {DEFAULT_GRAPH})",
+        f"(default: the --config file's graph, else {DEFAULT_GRAPH})",
+    )
+    deciding.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the `durable-ir serve` config file whose graph the incident runs (default: "
+        "$DURABLE_IR_CONFIG, unless --graph is given)",
     )
     deciding.add_argument(
         "--keep-graph",
@@ -176,8 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the incident API (needs the service extra)",
-        description="Serve the incident API with uvicorn. Settings (API tokens, SLA interval, "
-        "Slack, body limit, …) come from the environment: see docs/service.md.",
+        description="Serve the incident API with uvicorn. What it runs comes from a config "
+        "file (--config or $DURABLE_IR_CONFIG), --graph, or --demo; without one of them it "
+        "refuses to start. Settings (API tokens, SLA interval, body limit, …) come from the "
+        "environment: see docs/service.md.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
@@ -186,9 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: $DURABLE_IR_DATABASE_URL, else sqlite:///durable_ir.db",
     )
     serve.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the config file (TOML) choosing the graph, gatherer, analyzer, executor and "
+        "integrations (default: $DURABLE_IR_CONFIG); see docs/service.md and examples/serve.toml",
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve the demo agent on its simulated fleet (alerts need sim_scenario and "
+        "sim_seed labels: nothing real is investigated or changed)",
+    )
+    serve.add_argument(
+        "--check",
+        action="store_true",
+        help="validate what would be served (the config file: its keys, secrets' variables, "
+        "imports), print it and exit: 0 if it would start, 2 if not; opens nothing",
+    )
+    serve.add_argument(
         "--graph",
-        help="module:attribute of the incident graph to serve (as for `incidents approve`); "
-        "default: the demo agent's graph",
+        help="module:attribute of your own incident graph to serve (as for `incidents "
+        "approve`), instead of a config file",
     )
     serve.add_argument(
         "--keep-graph",
@@ -464,7 +494,7 @@ async def _decide(args: argparse.Namespace) -> None:
         graph_name = latest.graph if latest is not None else row.graph  # type: ignore[union-attr]
         for kept in args.keep_graph:
             rt.register(load_graph(kept), name=graph_name, default=False)
-        rt.register(load_graph(args.graph), name=graph_name)
+        rt.register(_decision_graph(args), name=graph_name)
         result = await rt.decide(incident_id, decision)
         snapshot = await rt.get(incident_id)
     outcome = snapshot.values.get("outcome") or {}
@@ -489,6 +519,13 @@ async def _decide(args: argparse.Namespace) -> None:
     ended = outcome.get("status")
     reason = f" ({outcome['reason']})" if outcome.get("reason") else ""
     console.print(f"incident status: {snapshot.status}" + (f", {ended}{reason}" if ended else ""))
+
+
+def _decision_graph(args: argparse.Namespace) -> Any:
+    """The graph ``approve``/``reject`` resume: ``--graph``, else the config file's (``--config``
+    or ``$DURABLE_IR_CONFIG``), else the demo agent's."""
+    graph = configured_graph(args.graph, args.config)
+    return graph if graph is not None else load_graph(DEFAULT_GRAPH)
 
 
 def _as_cli_error(exc: BaseException) -> CliError | None:
@@ -544,6 +581,50 @@ def _run_command(
     return code
 
 
+NOTHING_TO_SERVE = (
+    "nothing to serve: give a config file (--config PATH, or $DURABLE_IR_CONFIG) choosing the "
+    "graph, the Prometheus gatherer, the analyzer and the executor (start from "
+    "examples/serve.toml; see docs/service.md, 'The config file'), or --graph module:attribute "
+    "for your own graph, or --demo for the demo agent on its simulated fleet"
+)
+
+
+def _serve_choice(
+    args: argparse.Namespace,
+) -> tuple[Any, str | None, str | None, list[str], list[str]]:
+    """(graph, graph name, Slack signing secret, lines to log, warnings to log) for
+    ``serve``'s arguments; ``CliError`` or ``ConfigurationError`` when they do not say what
+    to serve."""
+    from durable_ir.serve_config import CONFIG_ENV, build_serve_plan, load_serve_config
+
+    from_env = not args.config and bool(os.environ.get(CONFIG_ENV, "").strip())
+    path = args.config or (os.environ[CONFIG_ENV].strip() if from_env else None)
+    where = f"${CONFIG_ENV}={path}" if from_env else f"--config {path}"
+    if path and args.demo:
+        raise CliError(
+            f"--demo and a config file ({where}) both say what to serve: choose one (a config "
+            "file can ask for the demo with [demo])",
+            EXIT_USAGE,
+        )
+    if path and args.graph:
+        raise CliError(
+            f"--graph and a config file ({where}) both say what to serve: choose one (a config "
+            'file names your graph with [graph] factory = "module:attribute")',
+            EXIT_USAGE,
+        )
+    if args.demo and args.graph:
+        raise CliError("--demo and --graph both say what to serve: choose one", EXIT_USAGE)
+    if path:
+        plan = build_serve_plan(load_serve_config(path))
+        lines = [f"config {plan.source}", *plan.describe()]
+        return plan.graph, plan.graph_name, plan.slack_signing_secret, lines, plan.warnings()
+    if args.demo:  # create_app() warns that the fleet is simulated
+        return None, None, None, ["--demo: the demo agent on its simulated fleet"], []
+    if args.graph:
+        return load_graph(args.graph), None, None, [f"--graph {args.graph}"], []
+    raise CliError(NOTHING_TO_SERVE, EXIT_USAGE)
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         import fastapi  # noqa: F401
@@ -560,17 +641,25 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.database_url:
             _check_url(args.database_url)
-        graph = load_graph(args.graph) if args.graph else None
+        graph, graph_name, signing_secret, lines, warnings = _serve_choice(args)
         kept = [load_graph(spec) for spec in args.keep_graph]
+        if args.check:
+            for line in [*lines, *(f"warning: {w}" for w in warnings)]:
+                print(line)
+            print("durable-ir serve: ok, it would start")
+            return EXIT_OK
         serve(
             keep_graphs=kept,
             host=args.host,
             port=args.port,
             database_url=args.database_url,
             graph=graph,
-            graph_name=args.graph_name,
+            graph_name=args.graph_name or graph_name,
             log_level=args.log_level,
             log_format=args.log_format,
+            slack_signing_secret=signing_secret,
+            startup_lines=lines,
+            startup_warnings=warnings,
         )
     except (CliError, ConfigurationError) as exc:
         print(f"durable-ir serve: {exc}", file=sys.stderr)

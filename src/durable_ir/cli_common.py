@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "CliError",
+    "configured_graph",
     "console",
     "load_graph",
     "print_json",
@@ -103,6 +104,30 @@ durable_ir.demo.agent:build_demo_graph; got 'no-colon'
             EXIT_USAGE,
         )
     return target
+
+
+def configured_graph(graph: str | None, config: str | None) -> Any:
+    """The graph a command resumes or checks: ``--graph`` (``module:attribute``), else the
+    graph of a ``durable-ir serve`` config file (``--config``, else ``$DURABLE_IR_CONFIG``),
+    else ``None``. ``CliError`` (exit 2) when both are given; a config file's own errors are
+    :class:`~durable_ir.serve_config.ConfigFileError` (exit 2).
+
+    Example:
+        >>> configured_graph(None, None) is None or "DURABLE_IR_CONFIG" in os.environ
+        True
+    """
+    from durable_ir.builder import IncidentGraphBuilder
+    from durable_ir.serve_config import CONFIG_ENV, build_serve_plan, load_serve_config
+
+    if graph and config:
+        raise CliError("--graph and --config both name the graph: choose one", EXIT_USAGE)
+    if graph:
+        return load_graph(graph)
+    path = config or os.environ.get(CONFIG_ENV, "").strip()
+    if not path:
+        return None
+    built = build_serve_plan(load_serve_config(path)).graph
+    return built.build() if isinstance(built, IncidentGraphBuilder) else built
 
 
 def print_json(value: Any) -> None:

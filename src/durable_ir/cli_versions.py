@@ -2,17 +2,19 @@
 
 ::
 
-    durable-ir versions list    [--graph SPEC [--keep-graph SPEC …]]
-    durable-ir versions check   --graph SPEC [--keep-graph SPEC …]
-    durable-ir versions migrate --graph SPEC [--keep-graph SPEC …] [--to V] [--from V …]
-                                [--incident ID …] [--apply]
+    durable-ir versions list    [--graph SPEC | --config PATH] [--keep-graph SPEC …]
+    durable-ir versions check   (--graph SPEC | --config PATH) [--keep-graph SPEC …]
+    durable-ir versions migrate (--graph SPEC | --config PATH) [--keep-graph SPEC …] [--to V]
+                                [--from V …] [--incident ID …] [--apply]
 
-``--graph`` is the graph the (new) deploy serves, ``--keep-graph`` each older version it keeps
-registered; ``--graph-name`` the name they run under (default: the only name in the database,
-else ``incident``). ``list`` shows open and paused incidents per version; ``check`` exits 1
-when the deploy described would strand incidents: open on a version it does not register,
-and not movable to its graph by ``migrate`` (exit 0 otherwise, naming the incidents that need
-a migration); ``migrate`` is a dry run unless ``--apply``. See ``docs/versioning.md``.
+``--graph`` is the graph the (new) deploy serves (or ``--config PATH``, else
+``$DURABLE_IR_CONFIG``: the graph a ``durable-ir serve`` config file describes),
+``--keep-graph`` each older version it keeps registered; ``--graph-name`` the name they run under
+(default: the only name in the database, else ``incident``). ``list`` shows open and paused
+incidents per version; ``check`` exits 1 when the deploy described would strand incidents: open
+on a version it does not register, and not movable to its graph by ``migrate`` (exit 0
+otherwise, naming the incidents that need a migration); ``migrate`` is a dry run unless
+``--apply``. See ``docs/versioning.md``.
 
 Example:
     >>> from durable_ir.cli import build_parser
@@ -30,6 +32,11 @@ __all__ = ["add_versions_parser", "run_versions"]
 
 EXIT_OK = 0
 EXIT_STRANDED = 1
+
+CONFIG_HELP = (
+    "the `durable-ir serve` config file whose graph the deploy serves, instead of --graph "
+    "(default: $DURABLE_IR_CONFIG)"
+)
 
 
 def add_versions_parser(commands: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -56,18 +63,21 @@ def add_versions_parser(commands: Any, common: argparse.ArgumentParser) -> argpa
         "list", parents=[common, graphs], help="open and paused incidents per graph version"
     )
     listing.add_argument("--graph", help="module:attribute of the served graph (optional)")
+    listing.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     check = actions.add_parser(
         "check",
         parents=[common, graphs],
         help="exit 1 if a deploy of --graph (and --keep-graph) would strand incidents",
     )
-    check.add_argument("--graph", required=True, help="module:attribute of the new graph")
+    check.add_argument("--graph", help="module:attribute of the new graph (or --config)")
+    check.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     migrate = actions.add_parser(
         "migrate",
         parents=[common, graphs],
         help="move paused incidents to a graph version (dry run unless --apply)",
     )
-    migrate.add_argument("--graph", required=True, help="module:attribute of the target graph")
+    migrate.add_argument("--graph", help="module:attribute of the target graph (or --config)")
+    migrate.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     migrate.add_argument("--to", help="the target version (default: --graph's)")
     migrate.add_argument(
         "--from",
@@ -85,13 +95,19 @@ def add_versions_parser(commands: Any, common: argparse.ArgumentParser) -> argpa
 async def run_versions(args: argparse.Namespace) -> int:
     """Run ``durable-ir versions …``; returns the exit code (errors raise, as for
     ``incidents``)."""
+    from durable_ir.cli_common import EXIT_USAGE, CliError, configured_graph, load_graph
     from durable_ir.cli_common import console as _console
-    from durable_ir.cli_common import load_graph
     from durable_ir.cli_common import print_json as _print_json
     from durable_ir.runtime import open_runtime
     from durable_ir.versioning import migrate, takeover_check, version_report
 
-    served = load_graph(args.graph) if args.graph else None
+    served = configured_graph(args.graph, args.config)
+    if served is None and args.action != "list":
+        raise CliError(
+            f"versions {args.action} needs the deploy's graph: --graph module:attribute, or "
+            "--config PATH (or $DURABLE_IR_CONFIG) for a `durable-ir serve` config file",
+            EXIT_USAGE,
+        )
     kept = [load_graph(spec) for spec in args.keep_graph]
     async with open_runtime(args.database_url) as rt:
         name = args.graph_name or await _graph_name(rt)

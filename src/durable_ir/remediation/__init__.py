@@ -16,6 +16,7 @@ from durable_ir.remediation.executor import (
     Verifier,
 )
 from durable_ir.remediation.plan import RISKS, RemediationPlan, RemediationStep, Risk, StepAction
+from durable_ir.remediation.suggest_only import SuggestOnlyExecutor
 
 __all__ = [
     "RISKS",
@@ -27,6 +28,7 @@ __all__ = [
     "StepAction",
     "StepContext",
     "StepResult",
+    "SuggestOnlyExecutor",
     "Verification",
     "VerificationContext",
     "Verifier",

@@ -75,9 +75,11 @@ def create_app(
     - ``database_url``: overrides ``settings.database_url`` (default
       ``$DURABLE_IR_DATABASE_URL``, else ``sqlite:///durable_ir.db``);
     - ``graph``: the incident graph to run and resume (a ``StateGraph``, a compiled graph or
-      an :class:`~durable_ir.IncidentGraphBuilder`); default: the demo agent's, on its
-      simulated fleet. Every replica serving one database must serve the same graph under
-      the same name (``settings.graph_name``);
+      an :class:`~durable_ir.IncidentGraphBuilder`, e.g. from
+      :func:`durable_ir.serve_config.build_serve_plan`); default: the demo agent's, on its
+      simulated fleet (a warning at start-up says so: real alerts get nothing gathered).
+      Every replica serving one database must serve the same graph under the same name
+      (``settings.graph_name``);
     - ``auth``: an :class:`~durable_ir.service.auth.Authenticator`; default: bearer tokens
       from ``settings.api_tokens``;
     - ``settings``: default :meth:`ServiceSettings.from_env`;
@@ -98,6 +100,7 @@ def create_app(
         graph_name=settings.graph_name or default_name,
         auth=authenticator,
         keep_graphs=tuple(_graph(g)[0] for g in keep_graphs),
+        simulated=graph is None,
     )
     app = FastAPI(
         title="durable-ir incident API",

@@ -44,6 +44,9 @@ class ServiceConfig:
     auth: Authenticator
     keep_graphs: tuple[AnyGraph, ...] = ()
     """Earlier versions of ``graph``, registered beside it (not as the default)."""
+    simulated: bool = False
+    """``graph`` is the demo agent on its simulated fleet (``create_app()`` without a graph):
+    said loudly at start-up, since real alerts get nothing gathered and nothing applied."""
 
 
 def service_lifespan(
@@ -60,6 +63,12 @@ def service_lifespan(
                 rt.register(kept, name=registered.name, default=False)
             runs = BackgroundRuns(settings.max_concurrent_runs)
             decisions = DecisionRecorder(rt, runs, lock_wait=settings.lock_wait)
+            if config.simulated:
+                log.warning(
+                    "serving the demo agent on its SIMULATED fleet: alerts without sim_scenario "
+                    "and sim_seed labels escalate with nothing gathered, and nothing real is "
+                    "ever changed (serve a config file for real use: docs/service.md)"
+                )
             if not config.auth.configured:
                 log.warning(
                     "no API tokens are configured: reads are open, decisions and alerts are "

@@ -23,13 +23,20 @@ def serve(
     log_level: str = "info",
     keep_graphs: Sequence[Any] = (),
     log_format: str | None = None,
+    slack_signing_secret: str | None = None,
+    startup_lines: Sequence[str] = (),
+    startup_warnings: Sequence[str] = (),
 ) -> None:
     """Serve :func:`~durable_ir.service.create_app` (settings from the environment) until
     interrupted. ``graph`` as for ``create_app``; ``graph_name`` overrides
     ``DURABLE_IR_GRAPH_NAME``. ``log_level`` applies to durable-ir's loggers and uvicorn's;
     ``log_format`` is ``text`` or ``json`` (default ``$DURABLE_IR_LOG_FORMAT``, else text):
-    see :mod:`durable_ir.logs`."""
+    see :mod:`durable_ir.logs`. ``slack_signing_secret`` (from a config file) replaces
+    ``$SLACK_SIGNING_SECRET``; ``startup_lines`` (info) and ``startup_warnings`` are logged
+    once logging is set up (what the config file chose). ``graph=None`` serves the demo agent
+    on its simulated fleet: the ``durable-ir serve`` command passes it only for ``--demo``."""
     import logging
+    import logging.config
     from dataclasses import replace
 
     import uvicorn
@@ -44,6 +51,14 @@ def serve(
     settings = ServiceSettings.from_env()
     if graph_name is not None:
         settings = replace(settings, graph_name=graph_name)
+    if slack_signing_secret is not None:
+        settings = replace(settings, slack_signing_secret=slack_signing_secret)
+    logging.config.dictConfig(log_config)
+    log = logging.getLogger("durable_ir.service")
+    for line in startup_lines:
+        log.info("serving %s", line)
+    for line in startup_warnings:
+        log.warning("%s", line)
     app = create_app(
         database_url=database_url, graph=graph, settings=settings, keep_graphs=keep_graphs
     )
