@@ -159,6 +159,8 @@ class QuerySection(_Section):
     baseline: float | None = None
     limit: float | None = None
     service_label: str = "service"
+    change: Literal["deploy", "config", "infra", "certificate", "other"] | None = None
+    version_label: str = "version"
     services: list[str] = Field(default_factory=list)
     alerts: list[str] = Field(default_factory=list)
 
@@ -748,6 +750,8 @@ def _gatherer(section: PrometheusSection, env: Mapping[str, str], source: str) -
                 baseline=q.baseline,
                 limit=q.limit,
                 service_label=q.service_label,
+                change=q.change,
+                version_label=q.version_label,
             )
         except ConfigurationError as exc:
             raise ConfigFileError(source, [f"gatherer.queries.{name}: {exc}"]) from None
