@@ -181,12 +181,13 @@ def baseline_app() -> Any:
                 from psycopg.rows import dict_row
                 from psycopg_pool import AsyncConnectionPool
 
-                async with AsyncConnectionPool(
+                pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                     db,
                     max_size=20,
                     open=False,
                     kwargs={"autocommit": True, "row_factory": dict_row},
-                ) as pool:
+                )
+                async with pool:
                     saver: Any = AsyncPostgresSaver(conn=pool)
                     await saver.setup()
                     app.state.graph = _baseline_graph(client).compile(checkpointer=saver)
