@@ -7,6 +7,13 @@ way PagerDuty does: it validates the event (a 32-character ``routing_key``, a kn
 alert per ``dedup_key`` — a trigger for an open alert is folded into it, as PagerDuty does. It
 logs every accepted event, so a benchmark can count triggers per ``dedup_key`` afterwards.
 
+With ``rate_limit_per_minute`` it also enforces PagerDuty's per-integration rate limit: at most
+that many events per ``routing_key`` in any 60 s window (PagerDuty documents about 120 per
+minute); beyond it the event is refused with 429 and a ``Retry-After`` header (whole seconds
+until the oldest event in the window leaves it), and the refusal is logged, so a benchmark can
+tell the 429s that a later delivery of the same ``dedup_key`` made good from the ones never
+retried (:meth:`LocalPagerDuty.unretried_throttles`).
+
 Events are validated by the test suite's PagerDuty stand-in
 (``tests/support/pagerduty_api.py``'s ``validate``), so both refuse exactly the same events;
 this server adds the per-``dedup_key`` accounting the chaos harness checks.
@@ -24,9 +31,10 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -56,11 +64,15 @@ class LocalPagerDuty(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, rate_limit_per_minute: int | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _EnqueueHandler)
         self.lock = threading.Lock()
         self.events: list[PagerDutyEvent] = []
         self.refused = 0
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.throttled: list[PagerDutyEvent] = []
+        """Events refused with 429 (``opened_alert`` is always False)."""
+        self._window: dict[str, deque[float]] = {}
         self._open: set[str] = set()
         self._thread: threading.Thread | None = None
 
@@ -86,6 +98,36 @@ class LocalPagerDuty(ThreadingHTTPServer):
         self.server_close()
         if self._thread is not None:
             self._thread.join()
+
+    def throttle(self, event: dict[str, Any]) -> float | None:
+        """Count ``event`` against its routing key's window; the seconds to wait (for
+        ``Retry-After``) if the key is over its limit, else None (the event may be accepted)."""
+        if self.rate_limit_per_minute is None:
+            return None
+        now = time.monotonic()
+        with self.lock:
+            window = self._window.setdefault(str(event["routing_key"]), deque())
+            while window and window[0] <= now - 60.0:
+                window.popleft()
+            if len(window) < self.rate_limit_per_minute:
+                window.append(now)
+                return None
+            key = str(event.get("dedup_key") or "")
+            self.throttled.append(PagerDutyEvent(event["event_action"], key, time.time(), False))
+            return max(1.0, math.ceil(window[0] + 60.0 - now))
+
+    def unretried_throttles(self) -> int:
+        """429s after which no event with the same action and ``dedup_key`` was ever accepted
+        (a 429 for an event without a ``dedup_key`` counts as unretried)."""
+        with self.lock:
+            last_accepted: dict[tuple[str, str], float] = {}
+            for e in self.events:
+                last_accepted[(e.action, e.dedup_key)] = e.at
+            return sum(
+                1
+                for t in self.throttled
+                if not t.dedup_key or last_accepted.get((t.action, t.dedup_key), -1.0) < t.at
+            )
 
     def accept(self, event: dict[str, Any]) -> str:
         """Log an event that passed validation and fold it into its alert; its dedup_key."""
@@ -122,6 +164,7 @@ class _EnqueueHandler(BaseHTTPRequestHandler):
         except ValueError:
             event = None
         reply: dict[str, Any]
+        headers: dict[str, str] = {}
         if self.path != "/v2/enqueue":
             status, reply = 404, {"status": "not found", "message": "no route"}
         elif errors := validate_event(event):
@@ -133,6 +176,9 @@ class _EnqueueHandler(BaseHTTPRequestHandler):
             }
             with self.server.lock:
                 self.server.refused += 1
+        elif (wait := self.server.throttle(event)) is not None:
+            status, reply = 429, {"status": "throttle event", "message": "Requests throttled"}
+            headers["retry-after"] = str(int(wait))
         else:
             key = self.server.accept(event)
             status, reply = (
@@ -143,6 +189,8 @@ class _EnqueueHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 

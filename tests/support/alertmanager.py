@@ -8,32 +8,21 @@ resolved notice when the alert clears."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from support.local_server import LocalServer
+from support.local_server import LocalServer, require_program
 
 ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
 
 
 def require_alertmanager() -> None:
-    """Skip the test without Alertmanager; fail it in CI (``.ci/run`` installs Debian's
-    prometheus-alertmanager package and sets ``DURABLE_IR_REQUIRE_POSTGRES``)."""
-    if ALERTMANAGER.is_file() and os.access(ALERTMANAGER, os.X_OK):
-        return
-    reason = (
-        f"{ALERTMANAGER} is missing: apt-get install --no-install-recommends "
-        "prometheus-alertmanager"
-    )
-    if os.environ.get("DURABLE_IR_REQUIRE_POSTGRES"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    """Skip the test without Alertmanager; fail it in CI."""
+    require_program(ALERTMANAGER, "prometheus-alertmanager", "the tests through Alertmanager")
 
 
 class AlertmanagerServer(LocalServer):

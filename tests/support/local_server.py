@@ -5,12 +5,29 @@ and :class:`~support.prometheus.PrometheusServer` are two."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+import pytest
+
 from support.service import free_port
+
+
+def require_program(program: Path, package: str, needed_for: str) -> None:
+    """Skip the test when ``program`` (from Debian's ``package``) is missing; fail it in CI,
+    where ``.ci/run`` installs the package and sets ``DURABLE_IR_REQUIRE_POSTGRES``."""
+    if program.is_file() and os.access(program, os.X_OK):
+        return
+    reason = (
+        f"{program} is missing (apt-get install --no-install-recommends {package}): "
+        f"{needed_for} cannot run"
+    )
+    if os.environ.get("DURABLE_IR_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 class LocalServer(ABC):

@@ -28,10 +28,9 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import psycopg
-import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from support.local_server import LocalServer
+from support.local_server import LocalServer, require_program
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 PoolMode = Literal["transaction", "session"]
@@ -45,19 +44,8 @@ the test's processes' pools (the server allows 100)."""
 
 
 def require_pgbouncer() -> None:
-    """Skip the test without /usr/sbin/pgbouncer; fail it in CI (``.ci/run`` installs
-    Debian's pgbouncer package and sets ``DURABLE_IR_REQUIRE_POSTGRES``). The reason names
-    both pgbouncer and postgres, so that CI's junit check counts such a skip as a skipped
-    PostgreSQL test."""
-    if PGBOUNCER.is_file() and os.access(PGBOUNCER, os.X_OK):
-        return
-    reason = (
-        f"{PGBOUNCER} is missing (apt-get install --no-install-recommends pgbouncer): "
-        "the tests of the postgres store behind pgbouncer cannot run"
-    )
-    if os.environ.get("DURABLE_IR_REQUIRE_POSTGRES"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    """Skip the test without /usr/sbin/pgbouncer; fail it in CI."""
+    require_program(PGBOUNCER, "pgbouncer", "the tests of the postgres store behind pgbouncer")
 
 
 def _run_as() -> str | None:

@@ -6,29 +6,21 @@ with httpx."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from support.local_server import LocalServer
+from support.local_server import LocalServer, require_program
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 
 
 def require_prometheus() -> None:
-    """Skip the test without /usr/bin/prometheus; fail it in CI (``.ci/run`` installs
-    Debian's prometheus package and sets ``DURABLE_IR_REQUIRE_POSTGRES``)."""
-    if PROMETHEUS.is_file() and os.access(PROMETHEUS, os.X_OK):
-        return
-    reason = f"{PROMETHEUS} is missing: apt-get install --no-install-recommends prometheus"
-    if os.environ.get("DURABLE_IR_REQUIRE_POSTGRES"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    """Skip the test without /usr/bin/prometheus; fail it in CI."""
+    require_program(PROMETHEUS, "prometheus", "the tests against a real Prometheus")
 
 
 class PrometheusServer(LocalServer):
