@@ -322,6 +322,8 @@ def _problem(error: Mapping[str, Any]) -> str:
             )
         return f"{where}: unknown key"
     if kind == "missing":
+        if loc == ("verifier", "kind"):  # one kind today, so no tagged union names them
+            return f"{where}: missing (required): prometheus"
         return f"{where}: missing (required)"
     if _names_a_variable(loc):
         # Never echo it: a secret pasted where its variable's name belongs is the likely case.
