@@ -287,9 +287,21 @@ def run_episode(
         assert resolved["links"].get("runbook") == RUNBOOK, resolved["links"]
         assert resolved["links"].get("source", "").startswith(prometheus.url), resolved["links"]
         assert resolved["group_key"], resolved
-        # Alertmanager re-sent the firing alert several times: still one incident.
+        # Alertmanager re-sent the firing alert (and sent the resolved notice): several
+        # notifications, still one incident.
+        assert webhook_notifications(alertmanager) >= 3
         everything = client.get("/incidents", headers=auth("vic")).json()["incidents"]
         assert [i["incident_id"] for i in everything] == [incident_id], everything
     triggers = [e for e in pagerduty.events() if e["event_action"] == "trigger"]
     assert len(triggers) == 1, pagerduty.events()
     assert pagerduty.open_alerts() == [], pagerduty.alerts  # resolved with the incident
+
+
+def webhook_notifications(alertmanager: Any) -> int:
+    """How many notifications Alertmanager sent to its webhook receiver (its own metric)."""
+    text = httpx.get(f"{alertmanager.url}/metrics", timeout=10).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("alertmanager_notifications_total{") and 'integration="webhook"' in line
+    )
