@@ -22,7 +22,14 @@ from durable_ir.cli import main
 from durable_ir.errors import ConfigurationError
 from durable_ir.rca.analyzers import CorrelationAnalyzer
 from durable_ir.rca.gatherers.routed import RoutedPrometheusGatherer
-from durable_ir.remediation import StepContext, SuggestOnlyExecutor
+from durable_ir.remediation import (
+    RemediationPlan,
+    RemediationStep,
+    StepContext,
+    SuggestOnlyExecutor,
+)
+from durable_ir.remediation.executor import VerificationContext
+from durable_ir.remediation.prometheus import PrometheusVerifier
 from durable_ir.serve_config import (
     ConfigFileError,
     build_serve_plan,
@@ -564,7 +571,10 @@ async def test_the_example_configs_queries_are_valid_promql_on_a_real_prometheus
         for path in EXAMPLE_CONFIGS:
             data = tomllib.loads(path.read_text())
             data["gatherer"]["base_url"] = prometheus.url
-            plan = build_serve_plan(validate_serve_config(data, source=str(path)), environ={})
+            if "verifier" in data:
+                data["verifier"]["base_url"] = prometheus.url
+            config = validate_serve_config(data, source=str(path))
+            plan = build_serve_plan(config, environ=AnyVariable())
             gatherer = plan.components["gatherer"]
             for name, routed in gatherer.queries.items():
                 alert_name = min(routed.alerts) if routed.alerts else "AnyAlert"
@@ -576,7 +586,27 @@ async def test_the_example_configs_queries_are_valid_promql_on_a_real_prometheus
                 window = EvidenceWindow.ending_at(datetime.now(UTC), timedelta(minutes=15))
                 evidence = await gatherer.gather(alert, window)  # PrometheusError if refused
                 found[f"{path.parent.name}/{path.name}:{name}"] = len(evidence)
+            verifier = plan.components["verifier"]
+            if isinstance(verifier, PrometheusVerifier):  # its checks are valid PromQL too
+                verifier.wait = timedelta(0)
+                for name, check in verifier.checks.items():
+                    alert = {"name": "AnyAlert", "service": min(check.services, default="x")}
+                    context = VerificationContext("inc", alert, RemediationPlan(steps=[STEP_ANY]))
+                    verdict = await verifier.verify(context)
+                    assert "refused the query" not in verdict.detail, (path, name, verdict)
+                    found[f"{path.parent.name}/{path.name}:verify:{name}"] = 1
     assert found["observability/serve.toml:up"] >= 1, found
+    assert "prometheus_stack/serve.toml:verify:error_ratio" in found, found
+
+
+STEP_ANY = RemediationStep(action="restart", target="x")
+
+
+class AnyVariable(dict[str, str]):
+    """An environment in which every variable a config names is set (to a test value)."""
+
+    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
+        return f"test-value-of-{key}"
 
 
 WEBHOOK = """
