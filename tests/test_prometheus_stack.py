@@ -241,6 +241,7 @@ def run_episode(
             f"/incidents/{incident_id}/approve?wait=true",
             json={"reason": "roll the deploy back"},
             headers=auth("alice"),
+            timeout=120,  # the answer waits for apply and for verification's bounded wait
         )
         assert decided.status_code == 200, decided.text
         done = decided.json()
