@@ -295,7 +295,10 @@ def run_episode(
         assert [i["incident_id"] for i in everything] == [incident_id], everything
     triggers = [e for e in pagerduty.events() if e["event_action"] == "trigger"]
     assert len(triggers) == 1, pagerduty.events()
-    assert pagerduty.open_alerts() == [], pagerduty.alerts  # resolved with the incident
+    wait_for(  # the page is resolved with the incident
+        lambda: pagerduty.alerts and not pagerduty.open_alerts(),
+        what="the PagerDuty alert to be resolved",
+    )
 
 
 def webhook_notifications(alertmanager: Any) -> int:
