@@ -16,6 +16,7 @@ Every wait is bounded (monotonic deadlines); nothing asserts a wall-clock time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from durable_ir import open_runtime
 from support.alertmanager import require_alertmanager, running_alertmanager
 from support.exporter import Exporter
 from support.local_http import serving
@@ -175,14 +177,20 @@ def test_an_alert_from_prometheus_is_investigated_approved_remediated_verified_a
         server = ServiceProcess(durable_url, "--config", str(config), env=env, log=log, port=port)
         try:
             server.wait_ready()
-            run_episode(server, prometheus, alertmanager, fleet, pagerduty)
+            incident_id = run_episode(server, prometheus, alertmanager, fleet, pagerduty)
         except BaseException:
             print(server.output())
             raise
         finally:
             server.stop()
-        assert PD_KEY not in log.read_text(errors="replace")
-        assert EXEC_TOKEN not in log.read_text(errors="replace")
+    # The evidence the analysis concluded on came from Prometheus: the error and request rates
+    # of checkout and the deploy, read as a change from app_build_info.
+    cited = asyncio.run(cited_evidence(durable_url, incident_id))
+    kinds = {i.rsplit("-", 1)[0] for i in cited if i.startswith("metric-")}
+    assert {"metric-http_5xx_rate", "metric-http_request_rate"} <= kinds, cited
+    assert any(i.startswith("change-build-") for i in cited), cited
+    assert PD_KEY not in log.read_text(errors="replace")
+    assert EXEC_TOKEN not in log.read_text(errors="replace")
 
 
 def run_episode(
@@ -191,7 +199,8 @@ def run_episode(
     alertmanager: Any,
     fleet: Exporter,
     pagerduty: PagerDutyApi,
-) -> None:
+) -> str:
+    """The episode; returns the incident's id."""
     healthy = 'up{job="durable-ir"} == 1'
     wait_for(
         lambda: scrapes(prometheus, healthy) >= BASELINE_SCRAPES,
@@ -236,6 +245,21 @@ def run_episode(
             lambda: [e for e in pagerduty.events() if e["event_action"] == "trigger"],
             what="the PagerDuty trigger",
         )
+
+        # Alertmanager repeats the firing alert (repeat_interval 4s) while it waits: the
+        # repeat attaches to the incident, it opens no other.
+        wait_for(
+            lambda: webhook_notifications(alertmanager) >= 2,
+            timeout=60,
+            what="Alertmanager to send the firing alert again",
+        )
+        attached = wait_for(
+            lambda: (d := detail(incident_id))["alerts_received"] >= 2 and d,
+            timeout=30,
+            what="the repeat to reach the incident",
+        )
+        assert attached["status"] == "awaiting_approval", attached
+        assert [i["incident_id"] for i in incidents()] == [incident_id]
 
         decided = client.post(
             f"/incidents/{incident_id}/approve?wait=true",
@@ -299,6 +323,14 @@ def run_episode(
         lambda: pagerduty.alerts and not pagerduty.open_alerts(),
         what="the PagerDuty alert to be resolved",
     )
+    return incident_id
+
+
+async def cited_evidence(database_url: str, incident_id: str) -> list[str]:
+    """The evidence ids the concluding hypothesis cites, from the incident's state."""
+    async with open_runtime(database_url) as rt:
+        snapshot = await rt.get(incident_id)
+    return list(snapshot.values["rca"]["hypothesis"]["cited_evidence"])
 
 
 def webhook_notifications(alertmanager: Any) -> int:
