@@ -310,7 +310,9 @@ def run_episode(
         assert resolved["outcome"] == "resolved" and resolved["state"] == "closed", resolved
         # The alert's links and its group came along from Alertmanager.
         assert resolved["links"].get("runbook") == RUNBOOK, resolved["links"]
-        assert resolved["links"].get("source", "").startswith(prometheus.url), resolved["links"]
+        # generatorURL: Prometheus's external URL (its host name by default) and the rule.
+        source = resolved["links"].get("source", "")
+        assert f":{prometheus.port}/graph?g0.expr=" in source, resolved["links"]
         assert resolved["group_key"], resolved
         # Alertmanager re-sent the firing alert (and sent the resolved notice): several
         # notifications, still one incident.
