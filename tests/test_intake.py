@@ -50,7 +50,7 @@ async def test_copies_of_one_alert_open_one_incident(durable_url: str, counter_d
         assert created[0].snapshot.status == "awaiting_approval"
 
 
-async def test_a_closed_incident_does_not_absorb_new_alerts(
+async def test_a_closed_incident_absorbs_repeats_of_its_firing_but_not_new_firings(
     durable_url: str, counter_dir: Path
 ) -> None:
     graph = build_incident_graph(counter_dir).build()
@@ -65,7 +65,15 @@ async def test_a_closed_incident_does_not_absorb_new_alerts(
         closed = await rt.store.ledger.get_incident(first.incident.incident_id)
         assert closed is not None and closed.status == "closed" and closed.outcome == "resolved"
 
-        later = await rt.ingest(graph, ALERT)
+        # The same firing (fingerprint and fired_at / startsAt) again: counted on the closed
+        # incident, which stays closed; no new incident, no new run.
+        repeat = await rt.ingest(graph, ALERT)
+        assert not repeat.created and repeat.event == "repeated" and repeat.incident is not None
+        assert repeat.incident.incident_id == first.incident.incident_id
+        assert repeat.incident.status == "closed" and repeat.incident.alerts_received == 3
+        assert len(await rt.incidents()) == 1
+
+        later = await rt.ingest(graph, {**ALERT, "fired_at": "2026-03-01T13:00:00+00:00"})
         assert later.created and later.incident is not None
         assert later.incident.incident_id != first.incident.incident_id
         other = await rt.ingest(graph, {**ALERT, "service": "search"})

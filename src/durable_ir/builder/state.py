@@ -14,7 +14,7 @@ from durable_ir.rca_loop import RcaState
 
 __all__ = ["EscalationReason", "IncidentState", "Outcome"]
 
-Outcome = Literal["resolved", "escalated"]
+Outcome = Literal["resolved", "escalated", "alert_resolved"]
 EscalationReason = Literal[
     "rca_exhausted",
     "no_plan",
@@ -60,7 +60,7 @@ class IncidentState(RcaState, total=False):
     escalation: dict[str, Any]
     """the node that gives up: ``reason`` (:data:`EscalationReason`) and ``detail``."""
     outcome: dict[str, Any]
-    """resolve / escalate: ``status`` (:data:`Outcome`), ``reason``, ``at``."""
+    """resolve / escalate / stand_down: ``status`` (:data:`Outcome`), ``reason``, ``at``."""
     report: dict[str, Any]
     """summarize: the post-incident summary."""
     timeline: Annotated[list[dict[str, Any]], operator.add]
