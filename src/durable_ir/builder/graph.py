@@ -139,7 +139,7 @@ class IncidentGraphBuilder:
         )
         self.approval = ApprovalNode(
             validate_plan=allow_list.validate,
-            context_keys=("dry_run",),
+            context_keys=("dry_run", "alert_links"),
             auto_approve=auto_approve,
             on_request=self._announce if notifiers else None,
             sla=sla,

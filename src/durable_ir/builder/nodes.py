@@ -169,6 +169,8 @@ class IncidentNodes:
         # Runtime.ingest hands over the alert normalised already: writing it again would only
         # store a second copy of it in the checkpoint.
         update: Update = {} if normalised == given else {"alert": normalised}
+        if alert.links:  # shown to the approver next to the plan (runbook, dashboard, …)
+            update["alert_links"] = dict(alert.links)
         return update | {
             "title": title,
             **self.event(config, "ingest", f"alert {alert.name} received for {alert.service}"),

@@ -36,6 +36,8 @@ class IncidentState(RcaState, total=False):
     """ingest: the alert, normalised to :meth:`durable_ir.Alert.as_state`."""
     title: str
     """ingest: one line naming the incident."""
+    alert_links: dict[str, str]
+    """ingest: the alert's http(s) links (runbook, dashboard, source), if it has any."""
     severity: str
     """triage: P0–P3 (the approval node's deadline follows it)."""
     triage: dict[str, Any]

@@ -55,6 +55,8 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from durable_ir.alerts import safe_url
+from durable_ir.decisions import ALERT_RESOLVED, ALERTMANAGER_IDENTITY
 from durable_ir.errors import ConfigurationError, DurableIRError, InvalidInput
 from durable_ir.notifications import IncidentEvent
 from durable_ir.records import ApprovalRecord, ApprovalStatus
@@ -208,7 +210,35 @@ def _summary_blocks(record: ApprovalRecord) -> list[dict[str, Any]]:
             }
         )
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _plan_text(plan)}})
+    links = _links_text(record)
+    if links:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": links}})
     return blocks
+
+
+_LINK_NAMES = {"runbook": "Runbook", "dashboard": "Dashboard", "source": "Alert source"}
+
+
+def _slack_url(url: str) -> str:
+    """An http(s) URL as Slack's ``<url|text>`` can hold it: ``&``, ``<``, ``>`` escaped as
+    Slack asks, and ``|`` (which would end the URL) percent-encoded."""
+    return _escape(url).replace("|", "%7C")
+
+
+def _links_text(record: ApprovalRecord) -> str:
+    """The alert's links (runbook, dashboard, source) as Slack links; only http(s) URLs."""
+    try:
+        links = record.request["action_requests"][0]["args"].get("alert_links")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+    if not isinstance(links, Mapping):
+        return ""
+    parts = [
+        f"<{_slack_url(url)}|{_escape(_LINK_NAMES.get(str(name), str(name)))}>"
+        for name, url in links.items()
+        if isinstance(url, str) and safe_url(url) is not None
+    ]
+    return _truncate("*Links* " + " · ".join(parts), _SECTION_MAX) if parts else ""
 
 
 def approval_blocks(record: ApprovalRecord) -> list[dict[str, Any]]:
@@ -276,6 +306,8 @@ def _event_text(event: IncidentEvent) -> str:
 
 def _decision_text(record: ApprovalRecord) -> str:
     icon = {"approved": "✅", "rejected": "❌", "expired": "⌛"}.get(record.status.value, "•")
+    if record.decided_by == ALERTMANAGER_IDENTITY and record.reason == ALERT_RESOLVED:
+        return "✅ *The alert resolved* before a decision: the plan was not applied, nobody paged"
     text = f"{icon} *Decision*: {record.describe()}"
     if record.reason:
         text += f": {record.reason}"
