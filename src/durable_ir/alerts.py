@@ -79,11 +79,15 @@ LINK_ANNOTATIONS: dict[str, str] = {
 """Annotations kept as links (annotation name → link name); ``generatorURL`` becomes the
 ``source`` link. Only ``http``/``https`` URLs are kept."""
 _MAX_URL = 2_000
+_NOT_IN_URLS = frozenset('<>"`{}|\\^')
+"""Characters RFC 3986 never allows unencoded in a URL (and that break out of HTML
+attributes or Slack's ``<url|text>``)."""
 
 
 def safe_url(value: object) -> str | None:
-    """``value`` if it is an absolute ``http(s)`` URL without spaces or control characters,
-    else ``None`` (``javascript:``, ``data:`` and the like are never kept).
+    """``value`` if it is an absolute ``http(s)`` URL without spaces, control characters or
+    characters URLs never hold unencoded (``<>"`{}|\\^``), else ``None``
+    (``javascript:``, ``data:`` and the like are never kept).
 
     Example:
         >>> safe_url("https://runbooks.example/disk"), safe_url("javascript:alert(1)")
@@ -94,7 +98,7 @@ def safe_url(value: object) -> str | None:
     scheme, sep, rest = value.partition("://")
     if not sep or scheme.lower() not in ("http", "https") or not rest or rest[0] in "/\\":
         return None
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 or ch in _NOT_IN_URLS for ch in value):
         return None
     return value
 

@@ -174,7 +174,7 @@
 
   // Only http(s) URLs become links (the API keeps no others; this checks again).
   function safeUrl(url) {
-    return typeof url === "string" && /^https?:\/\/[^\s]+$/i.test(url) ? url : null;
+    return typeof url === "string" && /^https?:\/\/[^\s<>"`{}|\\^]+$/i.test(url) ? url : null;
   }
 
   function linksView(links) {
