@@ -362,16 +362,21 @@ class Runtime:
         extra_input: Mapping[str, Any] | None = None,
         run: bool = True,
     ) -> Intake:
-        """Open an incident for ``alert`` and run it until it pauses or ends — unless an open
-        incident has the same fingerprint, in which case the alert is attached to it.
+        """Open an incident for ``alert`` and run it until it pauses or ends — unless the
+        same firing (fingerprint and ``fired_at``, Alertmanager's ``startsAt``) reached an
+        incident before, open or closed (the alert attaches there; a closed incident is not
+        reopened), or an open incident has the same fingerprint (the alert attaches to it).
 
         ``alert`` is an :class:`~durable_ir.Alert` or its JSON (the generic shape, see
         :mod:`durable_ir.alerts`); a malformed one raises ``InvalidInput`` and writes nothing.
         The graph gets ``{"alert": alert.as_state(), **extra_input}`` as input (e.g.
-        ``{"approval_window_s": 600}``; JSON only). An alert that reports a
-        resolution (Alertmanager's ``resolved``) never opens an incident. Concurrent copies of
-        one alert, from any number of processes, open one incident: the index's unique open
-        fingerprint decides.
+        ``{"approval_window_s": 600}``; JSON only). An alert that reports a resolution
+        (Alertmanager's ``resolved``) never opens an incident: it is recorded on the alert
+        timeline of its firing's incident and, if that incident's pending approval has the
+        policy ``on_alert_resolved="expire"``, expires it as ``system:alertmanager``
+        (``Intake.expired``; applied here when ``run``). Concurrent copies of one alert, from
+        any number of processes, open one incident
+        (:meth:`~durable_ir.ledger.ApprovalLedger.open_firing`).
 
         With ``run=False`` the incident is only opened (indexed, with its input); run it with
         :meth:`start_opened` — or recovery starts it, if this process dies first.

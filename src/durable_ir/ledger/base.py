@@ -280,7 +280,8 @@ class ApprovalLedger(ABC):
 
         Idempotent: a closed incident keeps its first ``closed_at`` and ``outcome``. Returns
         ``None`` for an unknown id. A closed incident no longer absorbs alerts with its
-        fingerprint: the next :meth:`open_incident` with it opens a new incident.
+        fingerprint: the next :meth:`open_incident` with it opens a new incident (only
+        repeats of a firing it reached attach to it, through :meth:`open_firing`).
         """
 
     @abstractmethod

@@ -1,7 +1,8 @@
 """Alert intake: each alert indexed (or attached) before the answer, its first run after it.
 
-``Runtime.ingest(..., run=False)`` opens the incident — or attaches the alert to the open
-incident with the same fingerprint — and returns; the answer goes out, and a background task
+``Runtime.ingest(..., run=False)`` opens the incident — or attaches the alert to the
+incident its firing reached before (even a closed one) or to the open incident with the same
+fingerprint — and returns; the answer goes out, and a background task
 runs the new incident with ``Runtime.start_opened`` until it pauses or ends, at most
 ``limit`` first runs at once. If this process dies first, recovery on any replica starts the
 incident from its indexed input.
