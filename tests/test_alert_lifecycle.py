@@ -537,3 +537,35 @@ async def test_open_firing_and_resolve_firing_keep_the_contract_on_every_backend
             "resolved",
         ]
         assert await ledger.alert_events("inc-404") == []
+
+
+async def test_runtime_ingest_of_a_resolution_applies_the_expiry_when_it_runs(
+    durable_url: str, counter_dir: Path
+) -> None:
+    """Outside the service: ``rt.ingest`` of the resolution expires (policy ``expire``) and,
+    with ``run=True``, hands the expiry to the graph at once."""
+    from support.incident_parts import ALERT
+
+    graph = build_incident_graph(counter_dir, on_alert_resolved="expire").build()
+    async with open_runtime(durable_url) as rt:
+        opened = await rt.ingest(graph, ALERT)
+        assert opened.created and opened.incident is not None
+        incident = opened.incident.incident_id
+        assert (await rt.get(incident)).status == "awaiting_approval"
+        resolved = await rt.ingest(graph, {**ALERT, "status": "resolved"})
+        assert resolved.event == "resolved" and resolved.expired is not None
+        assert resolved.expired.decided_by == "system:alertmanager"
+        done = await rt.get(incident)
+        assert done.status == "finished"
+        assert done.values["outcome"]["status"] == "alert_resolved"
+        assert (await rt.store.ledger.get_incident(incident)).outcome == "alert_resolved"  # type: ignore[union-attr]
+        assert not (counter_dir / f"{incident}.log").exists() or not [
+            line for line in lines(counter_dir / f"{incident}.log") if line.startswith("apply")
+        ]
+        # The annotate default: nothing expires.
+        other = build_incident_graph(counter_dir).build()
+        second = await rt.ingest(other, {**ALERT, "service": "search"})
+        assert second.incident is not None
+        note = await rt.ingest(other, {**ALERT, "service": "search", "status": "resolved"})
+        assert note.event == "resolved" and note.expired is None
+        assert (await rt.get(second.incident.incident_id)).status == "awaiting_approval"
