@@ -516,6 +516,8 @@ async def test_open_firing_and_resolve_firing_keep_the_contract_on_every_backend
         other = await ledger.open_firing(new("inc-2"), later_start)  # open: attaches
         assert (other.created, other.kind, other.incident.incident_id) == (False, "fired", "inc-1")
         await ledger.close_incident("inc-1", "resolved", at)
+        by_id = await ledger.open_firing(new("inc-1"), start)  # a closed id: nothing
+        assert (by_id.created, by_id.kind, by_id.incident.alerts_received) == (False, None, 2)
         repeat = await ledger.open_firing(new("inc-3"), start)
         assert (repeat.created, repeat.kind) == (False, "repeated")
         assert repeat.incident.status == "closed" and repeat.incident.alerts_received == 3

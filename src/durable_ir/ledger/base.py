@@ -238,6 +238,8 @@ class ApprovalLedger(ABC):
         Atomic across processes (one lock per fingerprint: PostgreSQL's transaction-scoped
         advisory lock, SQLite's write lock), in this order:
 
+        0. a *closed* incident has ``new.incident_id``: nothing changes; ``kind`` ``None``
+           (a closed incident is never reopened, nor counted, by its id).
         1. this firing was seen before: its incident — open *or closed* — counts the alert
            (``alerts_received``, ``last_alert_at``); nothing is opened or reopened. ``kind``
            ``"repeated"``.
@@ -246,7 +248,7 @@ class ApprovalLedger(ABC):
         3. a row with ``new.incident_id`` exists: nothing changes; ``kind`` ``None``.
         4. otherwise the incident is inserted (``created``) and the firing remembered.
 
-        Every case but 3 appends an :class:`~durable_ir.records.AlertEvent`. Raises
+        Every case but 0 and 3 appends an :class:`~durable_ir.records.AlertEvent`. Raises
         :class:`~durable_ir.errors.InvalidInput` as :meth:`open_incident` does, and for a
         missing fingerprint or a naive ``starts_at``. :meth:`open_incident` itself is
         unchanged (it knows nothing of firings).

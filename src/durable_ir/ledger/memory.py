@@ -323,6 +323,9 @@ class MemoryLedger(ApprovalLedger):
     async def open_firing(self, new: NewIncident, starts_at: datetime) -> FiringIntake:
         key = (str(new.fingerprint), check_firing(new, starts_at).astimezone(UTC))
         at = new.opened_at.astimezone(UTC)
+        named = self._incidents.get(new.incident_id)
+        if named is not None and not named.is_open:
+            return FiringIntake(False, named, None)  # a closed incident is never reopened by id
         seen = self._firings.get(key)
         if seen is not None:
             self._count_alert(seen, at)

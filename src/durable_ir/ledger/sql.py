@@ -310,6 +310,8 @@ FIRING_INCIDENT = (
 )
 """The incident a firing (fingerprint, ``startsAt``) reached, if it was seen before."""
 
+INCIDENT_STATUS = "SELECT status FROM durable_ir_incidents WHERE incident_id = %s"
+
 OPEN_WITH_FINGERPRINT = (
     "SELECT incident_id FROM durable_ir_incidents WHERE fingerprint = %s AND status = 'open'"
 )
@@ -711,6 +713,9 @@ class SqlLedger(SqlOwnership):
     async def _open_firing(
         self, tx: SqlSession, new: NewIncident, fingerprint: str, start: Any, at: Any
     ) -> tuple[str, bool, Any]:
+        named = await tx.rows(INCIDENT_STATUS, (new.incident_id,))
+        if named and named[0]["status"] == "closed":
+            return new.incident_id, False, None  # a closed incident is never reopened by id
         seen = await tx.rows(FIRING_INCIDENT, (fingerprint, start))
         if seen:
             incident_id = str(seen[0]["incident_id"])
@@ -724,7 +729,7 @@ class SqlLedger(SqlOwnership):
             await tx.write(COUNT_ALERT, (at, at, incident_id))
         else:
             incident_id = new.incident_id
-            if await tx.rows(GET_INCIDENT, (incident_id,)):
+            if named:
                 return incident_id, False, None
             await tx.write(INSERT_INCIDENT, self._incident_params(new))
         await tx.write(REMEMBER_FIRING, (fingerprint, start, incident_id))
