@@ -9,6 +9,7 @@ refused one by one, and links are kept, checked and shown."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -571,3 +572,49 @@ async def test_runtime_ingest_of_a_resolution_applies_the_expiry_when_it_runs(
         note = await rt.ingest(other, {**ALERT, "service": "search", "status": "resolved"})
         assert note.event == "resolved" and note.expired is None
         assert (await rt.get(second.incident.incident_id)).status == "awaiting_approval"
+
+
+async def test_slack_shows_the_links_and_that_the_alert_resolved(
+    durable_url: str, counter_dir: Path
+) -> None:
+    """The Slack approval message (real ``slack-sdk`` client, local Slack server) links the
+    alert's runbook and dashboard, and once the alert resolved under the ``expire`` policy
+    its buttons are replaced by what happened: nothing applied, nobody paged."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from durable_ir.integrations.slack import SlackNotifier
+    from support.slack_api import SlackApi
+
+    parsed = parse_webhook(
+        webhook(
+            am_alert(
+                fingerprint(),
+                annotations={
+                    "summary": "5xx",
+                    "runbook_url": "https://runbooks.example/checkout",
+                    "dashboard_url": "https://grafana.example/d/1?a=1&b=<2>",  # dropped
+                },
+            )
+        )
+    )
+    ((_, alert),) = parsed.alerts
+    assert alert.links == {"runbook": "https://runbooks.example/checkout"}
+    with serving_local(SlackApi()) as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
+        graph = build_incident_graph(
+            counter_dir,
+            notifiers=[SlackNotifier(client, "C0INCIDENTS")],
+            on_alert_resolved="expire",
+        ).build()
+        async with open_runtime(durable_url) as rt:
+            opened = await rt.ingest(graph, alert)
+            assert opened.incident is not None
+            posted = slack.requests[0][2]
+            assert "<https://runbooks.example/checkout|Runbook>" in json.dumps(posted["blocks"])
+            resolved = await rt.ingest(graph, alert.model_copy(update={"status": "resolved"}))
+            assert resolved.expired is not None
+        updates = [body for path, _, body in slack.requests if path.endswith("chat.update")]
+        (update,) = updates
+        text = json.dumps(update["blocks"])
+        assert "The alert resolved" in text and "nobody was paged" in text
+        assert "durable_ir_approve" not in text  # the buttons are gone

@@ -453,6 +453,13 @@ class SlackNotifier:
             outcome += f" at {_slack_date(record.decided_at)}"
         if record.reason:
             outcome += f": {_escape(record.reason)}"
+        if record.decided_by == ALERTMANAGER_IDENTITY and record.reason == ALERT_RESOLVED:
+            outcome = (
+                "✅ *The alert resolved* before a decision"
+                + (f" ({_slack_date(record.decided_at)})" if record.decided_at else "")
+                + ": the plan was not applied and nobody was paged"
+                + f" (expired by {ALERTMANAGER_IDENTITY})"
+            )
         blocks = [
             *_summary_blocks(record),
             {"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(outcome, 3000)}]},
