@@ -618,3 +618,35 @@ async def test_slack_shows_the_links_and_that_the_alert_resolved(
         text = json.dumps(update["blocks"])
         assert "The alert resolved" in text and "nobody was paged" in text
         assert "durable_ir_approve" not in text  # the buttons are gone
+
+
+async def test_slack_notes_a_resolved_alert_on_a_pending_approval_under_annotate(
+    durable_url: str, counter_dir: Path
+) -> None:
+    """``annotate`` (the default): the approval message gets a note that the alert resolved,
+    keeps its buttons, and the thread says so — once, however often the notice comes."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from durable_ir.integrations.slack import SlackNotifier
+    from support.incident_parts import ALERT
+    from support.slack_api import SlackApi
+
+    with serving_local(SlackApi()) as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
+        graph = build_incident_graph(
+            counter_dir, notifiers=[SlackNotifier(client, "C0INCIDENTS")]
+        ).build()
+        async with open_runtime(durable_url) as rt:
+            opened = await rt.ingest(graph, ALERT)
+            assert opened.incident is not None
+            for _ in range(2):
+                note = await rt.ingest(graph, {**ALERT, "status": "resolved"})
+                assert note.expired is None
+            assert (await rt.get(opened.incident.incident_id)).status == "awaiting_approval"
+        paths = [path.removeprefix("/api/") for path, _, _ in slack.requests]
+        assert paths == ["chat.postMessage", "chat.update", "chat.postMessage"]
+        update = json.dumps(slack.requests[1][2]["blocks"])
+        assert "The alert resolved" in update and "durable_ir_approve" in update  # buttons kept
+        reply = slack.requests[2][2]
+        assert reply["thread_ts"] == slack.requests[0][2].get("ts", reply["thread_ts"])
+        assert "may no longer be needed" in reply["text"]

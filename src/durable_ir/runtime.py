@@ -530,7 +530,32 @@ class Runtime:
         expired = await self._expire_resolved(row.incident_id)
         if expired is not None and run:
             await self.apply_decision(expired)
+        if expired is None:
+            await self._announce_resolved(row.incident_id)
         return Intake(row, created=False, event="resolved", expired=expired)
+
+    async def _announce_resolved(self, incident_id: str) -> None:
+        """Under ``annotate``: tell the pending approval's node (its ``on_resolved_notice``,
+        e.g. the builder's notifiers: Slack notes it on the approval message). Best effort:
+        the alert timeline already holds the resolution, so a failure is only logged."""
+        latest = await self.store.ledger.latest(incident_id)
+        if latest is None or not latest.is_pending:
+            return
+        try:
+            registered = self.graphs.resolve(
+                latest.graph, latest.graph_version, incident_id=incident_id
+            )
+            hook = getattr(registered.approval_node(latest.node), "on_resolved_notice", None)
+            if hook is None:
+                return
+            values = (await self.get(incident_id)).values
+            await hook(latest, values, registered.config(incident_id, self._services(registered)))
+        except Exception:
+            log.warning(
+                "could not tell the channels of incident %s that its alert resolved",
+                incident_id,
+                exc_info=True,
+            )
 
     async def _expire_resolved(self, incident_id: str) -> ApprovalRecord | None:
         latest = await self.store.ledger.latest(incident_id)

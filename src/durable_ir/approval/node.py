@@ -86,7 +86,9 @@ class ApprovalNode:
     :data:`RequestHook`). ``on_alert_resolved`` (stored on each request, so it holds across
     redeploys) says what happens when the incident's alert resolves while the request is
     pending: ``"annotate"`` (default) or ``"expire"`` (see
-    :data:`~durable_ir.approval.request.AlertResolvedPolicy`).
+    :data:`~durable_ir.approval.request.AlertResolvedPolicy`). ``on_resolved_notice``
+    (a :data:`RequestHook`) is told, under ``annotate``, that the alert of a pending request
+    resolved — ``Runtime.ingest`` of the notice calls it (the builder tells its notifiers).
     """
 
     __durable_ir_approval__: ClassVar[bool] = True
@@ -109,6 +111,7 @@ class ApprovalNode:
         auto_approve: AutoApprovePolicy | None = None,
         on_request: RequestHook | None = None,
         on_alert_resolved: AlertResolvedPolicy = "annotate",
+        on_resolved_notice: RequestHook | None = None,
     ) -> None:
         for name, key in (
             ("plan_key", plan_key),
@@ -157,6 +160,9 @@ class ApprovalNode:
                 f"got {on_alert_resolved!r}"
             )
         self.on_alert_resolved: AlertResolvedPolicy = on_alert_resolved
+        if on_resolved_notice is not None and not callable(on_resolved_notice):
+            raise ConfigurationError("on_resolved_notice must be an async callable")
+        self.on_resolved_notice = on_resolved_notice
         self.__name__ = "approval"  # the default node name when added without one
 
     def validate_plan(self, plan: Any) -> Any:

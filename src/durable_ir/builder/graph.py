@@ -145,6 +145,7 @@ class IncidentGraphBuilder:
             sla=sla,
             allowed=allowed_decisions,
             on_alert_resolved=on_alert_resolved,
+            on_resolved_notice=self._announce_resolved if notifiers else None,
         )
         rca_loop = build_rca_loop(gatherer, analyzer, rca, clock=clock, sleep=rca_sleep)
         p = self.parts
@@ -201,6 +202,17 @@ class IncidentGraphBuilder:
     def _after_approval(self, state: Any) -> str:
         route: str = self.approval.route(state)
         return "alert_resolved" if self.parts.alert_resolved_first(state) else route
+
+    async def _announce_resolved(
+        self, record: ApprovalRecord, state: Any, config: RunnableConfig
+    ) -> None:
+        await self.parts.notify(
+            config,
+            state,
+            "alert_resolved",
+            summary="the alert resolved while this approval waits: it may no longer be needed",
+            approval=record,
+        )
 
     async def _announce(self, record: ApprovalRecord, state: Any, config: RunnableConfig) -> None:
         await self.parts.notify(

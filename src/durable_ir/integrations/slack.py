@@ -362,6 +362,8 @@ class SlackNotifier:
           and say so in its thread → ``{"ts", "thread_ts", "channel"}``. Without an approval
           message for this approval in ``event.earlier``, the decision is posted in the
           incident's thread, or top level if there is none;
+        - ``alert_resolved``: note on the pending approval message that the alert resolved
+          (its buttons stay) and say so in its thread;
         - ``escalated``, ``resolved``: severity, title, incident and reason, in the incident's
           thread (under the approval message, else under a top-level escalation), or top
           level if there is none → ``{"ts", "channel"}`` (and ``"thread_ts"`` for a reply);
@@ -394,6 +396,20 @@ class SlackNotifier:
                 text = f"{text} — {_incident_line(event)}"
         elif event.kind in ("escalated", "resolved"):
             text = _event_text(event)
+        elif event.kind == "alert_resolved":
+            record = _approval_of(event)
+            requested = event.earlier.get("approval_requested") or {}
+            message = requested.get("ts")
+            if (
+                isinstance(message, str)
+                and message
+                and requested.get("approval_id", record.approval_id) == record.approval_id
+            ):
+                await self.mark_alert_resolved(message, record, event.at)
+            text = (
+                f"🔕 *The alert resolved* {_slack_date(event.at)}: this approval may no longer "
+                "be needed (it is still open)."
+            )
         else:
             return None
         if thread is None:
@@ -435,6 +451,27 @@ class SlackNotifier:
         if not isinstance(ts, str) or not ts:
             raise SlackError("chat.postMessage answered without a message ts", code="no_ts")
         return ts
+
+    async def mark_alert_resolved(self, ts: str, record: ApprovalRecord, at: datetime) -> None:
+        """Note on the pending approval message ``ts`` that the alert resolved at ``at``;
+        its buttons stay (a person still decides)."""
+        note = {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"🔕 *The alert resolved* {_slack_date(at)}: "
+                    "this plan may no longer be needed.",
+                }
+            ],
+        }
+        blocks = approval_blocks(record)
+        blocks.insert(len(blocks) - 1, note)
+        text = _escape(f"Incident {record.incident_id}: the alert resolved; approval still open")
+        await self._call(
+            "chat.update",
+            lambda: self.client.chat_update(channel=self.channel, ts=ts, text=text, blocks=blocks),
+        )
 
     async def mark_decided(self, ts: str, record: ApprovalRecord) -> None:
         """Replace the buttons of message ``ts`` with who decided what, and when.
