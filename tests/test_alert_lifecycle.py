@@ -20,19 +20,21 @@ from typing import Any
 
 import httpx
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from durable_ir import open_runtime
 from durable_ir.alerts import parse_webhook
 from durable_ir.approval.request import AlertResolvedPolicy
 from durable_ir.integrations.pagerduty import PagerDutyNotifier
-from durable_ir.integrations.slack import approval_blocks
+from durable_ir.integrations.slack import SlackNotifier, approval_blocks
 from durable_ir.records import ApprovalRecord
 from durable_ir.service import ServiceSettings, create_app
 from durable_ir.service.auth import parse_token_entries
 from support.incident_parts import build_incident_graph, lines
 from support.local_http import serving as serving_local
 from support.pagerduty_api import PagerDutyApi
-from support.service import auth, serving, tokens_json
+from support.service import auth, serving, tokens_json, wait_for
+from support.slack_api import SlackApi
 
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"
 STARTS_AT = "2026-03-01T12:00:00Z"
@@ -130,19 +132,36 @@ class Api:
 
 
 @pytest.fixture
+def slack() -> Iterator[SlackApi]:
+    with serving_local(SlackApi()) as server:
+        yield server
+
+
+def slack_updates(slack: SlackApi) -> list[str]:
+    """The blocks of every ``chat.update`` the local Slack server received, as JSON."""
+    return [json.dumps(body.get("blocks")) for path, _, body in slack.requests if "update" in path]
+
+
+@pytest.fixture
 def pd() -> Iterator[PagerDutyApi]:
     with serving_local(PagerDutyApi()) as server:
         yield server
 
 
 @pytest.fixture
-def make_api(durable_url: str, counter_dir: Path, pd: PagerDutyApi) -> Iterator[Callable[..., Api]]:
+def make_api(
+    durable_url: str, counter_dir: Path, pd: PagerDutyApi, slack: SlackApi
+) -> Iterator[Callable[..., Api]]:
     with ExitStack() as stack:
 
         def make(policy: AlertResolvedPolicy = "annotate") -> Api:
+            client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
             builder = build_incident_graph(
                 counter_dir,
-                notifiers=[PagerDutyNotifier(ROUTING_KEY, base_url=pd.url, backoff=0.01)],
+                notifiers=[
+                    PagerDutyNotifier(ROUTING_KEY, base_url=pd.url, backoff=0.01),
+                    SlackNotifier(client, "C0INCIDENTS"),
+                ],
                 on_alert_resolved=policy,
             )
             settings = ServiceSettings(
@@ -241,7 +260,7 @@ def test_concurrent_copies_of_a_webhook_open_one_incident(make_api: Callable[...
 
 
 def test_a_resolution_goes_on_the_timeline_and_annotates_the_pending_approval(
-    make_api: Callable[..., Api], pd: PagerDutyApi
+    make_api: Callable[..., Api], pd: PagerDutyApi, slack: SlackApi
 ) -> None:
     api = make_api()  # policy: annotate (the default)
     fp = fingerprint()
@@ -264,6 +283,10 @@ def test_a_resolution_goes_on_the_timeline_and_annotates_the_pending_approval(
     assert detail["alert_resolved_at"] is not None
     assert detail["status"] == "awaiting_approval"  # a person still decides
     assert detail["pending_approval"]["status"] == "pending"
+    # Slack notes it on the approval message (after the answer), buttons kept.
+    wait_for(lambda: slack_updates(slack), what="the Slack note")
+    (update,) = slack_updates(slack)
+    assert "The alert resolved" in update and "durable_ir_approve" in update
 
     # The notice again (Alertmanager re-sends resolved groups too): nothing more recorded.
     again = api.alerts(webhook(am_alert(fp, status="resolved"))).json()
@@ -275,10 +298,11 @@ def test_a_resolution_goes_on_the_timeline_and_annotates_the_pending_approval(
     assert unknown["ignored"] == 1 and unknown["resolved"][0]["incident_id"] is None
     assert len(api.incidents()) == 1
     assert pd.events() == []
+    assert len(slack_updates(slack)) == 1  # noted once
 
 
 def test_a_resolution_with_the_expire_policy_closes_without_remediation_or_page(
-    make_api: Callable[..., Api], pd: PagerDutyApi
+    make_api: Callable[..., Api], pd: PagerDutyApi, slack: SlackApi
 ) -> None:
     api = make_api("expire")
     fp = fingerprint()
@@ -302,6 +326,8 @@ def test_a_resolution_with_the_expire_policy_closes_without_remediation_or_page(
     assert finished["report"]["steps_applied"] == []
     assert api.applied(incident) == []  # nothing remediated
     assert pd.events() == []  # nobody paged
+    (update,) = slack_updates(slack)  # the approval message says what happened
+    assert "The alert resolved" in update and "durable_ir_approve" not in update
     assert [e["stage"] for e in finished["timeline"]][-3:] == [
         "approval",
         "stand_down",

@@ -530,14 +530,17 @@ class Runtime:
         expired = await self._expire_resolved(row.incident_id)
         if expired is not None and run:
             await self.apply_decision(expired)
-        if expired is None:
-            await self._announce_resolved(row.incident_id)
+        if expired is None and run:
+            await self.announce_alert_resolved(row.incident_id)
         return Intake(row, created=False, event="resolved", expired=expired)
 
-    async def _announce_resolved(self, incident_id: str) -> None:
-        """Under ``annotate``: tell the pending approval's node (its ``on_resolved_notice``,
-        e.g. the builder's notifiers: Slack notes it on the approval message). Best effort:
-        the alert timeline already holds the resolution, so a failure is only logged."""
+    async def announce_alert_resolved(self, incident_id: str) -> None:
+        """Under the ``annotate`` policy: tell the incident's pending approval node that its
+        alert resolved (its ``on_resolved_notice``; the builder's tells its notifiers, and
+        Slack notes it on the approval message). :meth:`ingest` does this itself when it
+        runs (``run=True``); with ``run=False`` it is the caller's to do, e.g. in the
+        background. Nothing for an incident with no pending approval. Best effort: the alert
+        timeline already holds the resolution, so a failure is only logged."""
         latest = await self.store.ledger.latest(incident_id)
         if latest is None or not latest.is_pending:
             return

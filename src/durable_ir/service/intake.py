@@ -84,6 +84,13 @@ class AlertIntake:
             self.runs.spawn(
                 self._apply(record), name=f"applying alert_resolved on {record.incident_id}"
             )
+        elif intake.event == "resolved" and intake.incident is not None:
+            # annotate: the channels (Slack) are told after the answer, not before it
+            incident_id = intake.incident.incident_id
+            self.runs.spawn(
+                self.runtime.announce_alert_resolved(incident_id),
+                name=f"announcing the resolved alert of {incident_id}",
+            )
         return intake
 
     async def _apply(self, record: ApprovalRecord) -> None:
