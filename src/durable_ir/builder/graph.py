@@ -253,7 +253,8 @@ class IncidentGraphBuilder:
         if name == "approval" and isinstance(node, ApprovalNode):
             self.approval = node
             _, targets = self._routes["approval"]
-            self._routes["approval"] = (node.route, targets)
+            # The new node's route, and an alert-resolved expiry still stands down.
+            self._routes["approval"] = (self._after_approval, targets)
         self._nodes[name] = node
         return self
 
