@@ -107,7 +107,7 @@ from durable_ir import (  # noqa: E402
     open_runtime,
 )
 from durable_ir.approval.node import ApprovalNode  # noqa: E402
-from durable_ir.decisions import Decision  # noqa: E402
+from durable_ir.decisions import ALERT_RESOLVED, ALERTMANAGER_IDENTITY, Decision  # noqa: E402
 from durable_ir.integrations.pagerduty import PagerDutyNotifier, dedup_key  # noqa: E402
 from durable_ir.rca import Hypothesis  # noqa: E402
 from durable_ir.rca.analysis import AnalysisRequest  # noqa: E402
@@ -156,7 +156,7 @@ Where = Literal[
 ONCE: dict[Where, bool] = {"registered": True, "decided": False, "ended": False}
 """The moments that come once per incident, outside the traced nodes, and whether each comes
 before the approval pause."""
-DecisionKind = Literal["approve", "reject", "expire"]
+DecisionKind = Literal["approve", "reject", "expire", "alert_resolved"]
 
 
 # --------------------------------------------------------------------------- points, paths
@@ -204,17 +204,27 @@ class MatrixPath:
 
     name: str
     decision: DecisionKind
-    outcome: Literal["resolved", "escalated"]
+    outcome: Literal["resolved", "escalated", "alert_resolved"]
     reason: str | None = None
     fail_step: int | None = None
 
     @property
     def decided_status(self) -> str:
-        return {"approve": "approved", "reject": "rejected", "expire": "expired"}[self.decision]
+        return {
+            "approve": "approved",
+            "reject": "rejected",
+            "expire": "expired",
+            "alert_resolved": "expired",
+        }[self.decision]
 
     @property
     def decided_by(self) -> str:
-        return {"approve": APPROVER, "reject": REJECTER, "expire": SLA_IDENTITY}[self.decision]
+        return {
+            "approve": APPROVER,
+            "reject": REJECTER,
+            "expire": SLA_IDENTITY,
+            "alert_resolved": ALERTMANAGER_IDENTITY,
+        }[self.decision]
 
 
 PATHS: tuple[MatrixPath, ...] = (
@@ -222,9 +232,12 @@ PATHS: tuple[MatrixPath, ...] = (
     MatrixPath("reject", "reject", "escalated", "rejected"),
     MatrixPath("expire", "expire", "escalated", "expired"),
     MatrixPath("apply_failed", "approve", "escalated", "apply_failed", fail_step=STEP_COUNT),
+    MatrixPath("alert_resolved", "alert_resolved", "alert_resolved", "alert_resolved"),
 )
 """Resolved; escalated by a rejection; by the SLA monitor; by a failed last step (after
-rolling the others back). Together they run every node of the builder's graph."""
+rolling the others back); stood down because the alert resolved (the approval expired by
+``system:alertmanager``: nothing applied, nobody paged). Together they run every node of the
+builder's graph."""
 
 
 def all_kill_points(
@@ -583,6 +596,8 @@ def decision_for(path: MatrixPath) -> Decision:
         return Approve(by=APPROVER)
     if path.decision == "reject":
         return Reject(by=REJECTER, reason="the plan scales the wrong pool")
+    if path.decision == "alert_resolved":
+        return Expire(reason=ALERT_RESOLVED, by=ALERTMANAGER_IDENTITY)
     return Expire(reason="approval deadline passed")
 
 

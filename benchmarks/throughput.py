@@ -193,8 +193,15 @@ def _route_dry_run(state: HandState) -> str:
     return "approval"
 
 
+def _stand_down(state: HandState) -> Update:
+    return {"outcome": {"status": "alert_resolved"}}
+
+
 def _route_approval(state: HandState) -> str:
-    status = (state.get("approval") or {}).get("status")
+    approval = state.get("approval") or {}
+    status = approval.get("status")
+    if status == "expired" and approval.get("reason") == "alert_resolved":
+        return "alert_resolved"
     return status if status in ("approved", "rejected", "expired") else "rejected"
 
 
@@ -238,6 +245,7 @@ def handwritten_graph() -> StateGraph[Any, Any, Any, Any]:
         "verify": _verify,
         "resolve": _resolve,
         "escalate": _escalate,
+        "stand_down": _stand_down,
         "summarize": _noop,
     }
     for name, node in nodes.items():
@@ -247,6 +255,7 @@ def handwritten_graph() -> StateGraph[Any, Any, Any, Any]:
     graph.add_edge("triage", "rca")
     graph.add_edge("resolve", "summarize")
     graph.add_edge("escalate", "summarize")
+    graph.add_edge("stand_down", "summarize")
     graph.add_edge("summarize", END)
     routes: dict[str, tuple[Callable[[HandState], str], dict[str, str]]] = {
         "rca": (_route_rca, {"confident": "plan", "escalate": "escalate"}),
@@ -254,7 +263,12 @@ def handwritten_graph() -> StateGraph[Any, Any, Any, Any]:
         "dry_run": (_route_dry_run, {"approval": "approval", "escalate": "escalate"}),
         "approval": (
             _route_approval,
-            {"approved": "apply", "rejected": "escalate", "expired": "escalate"},
+            {
+                "approved": "apply",
+                "rejected": "escalate",
+                "expired": "escalate",
+                "alert_resolved": "stand_down",
+            },
         ),
         "apply": (
             _route_apply,

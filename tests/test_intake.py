@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from durable_ir import (
     open_runtime,
     parse_alert,
 )
-from durable_ir.records import IncidentRecord, NewIncident, OwnershipTake
+from durable_ir.records import FiringIntake, NewIncident, OwnershipTake
 from support.incident_parts import ALERT, build_incident_graph, fired_at
 from support.processes import JsonLineProcess
 
@@ -50,7 +51,7 @@ async def test_copies_of_one_alert_open_one_incident(durable_url: str, counter_d
         assert created[0].snapshot.status == "awaiting_approval"
 
 
-async def test_a_closed_incident_does_not_absorb_new_alerts(
+async def test_a_closed_incident_absorbs_repeats_of_its_firing_but_not_new_firings(
     durable_url: str, counter_dir: Path
 ) -> None:
     graph = build_incident_graph(counter_dir).build()
@@ -65,7 +66,15 @@ async def test_a_closed_incident_does_not_absorb_new_alerts(
         closed = await rt.store.ledger.get_incident(first.incident.incident_id)
         assert closed is not None and closed.status == "closed" and closed.outcome == "resolved"
 
-        later = await rt.ingest(graph, ALERT)
+        # The same firing (fingerprint and fired_at / startsAt) again: counted on the closed
+        # incident, which stays closed; no new incident, no new run.
+        repeat = await rt.ingest(graph, ALERT)
+        assert not repeat.created and repeat.event == "repeated" and repeat.incident is not None
+        assert repeat.incident.incident_id == first.incident.incident_id
+        assert repeat.incident.status == "closed" and repeat.incident.alerts_received == 3
+        assert len(await rt.incidents()) == 1
+
+        later = await rt.ingest(graph, {**ALERT, "fired_at": "2026-03-01T13:00:00+00:00"})
         assert later.created and later.incident is not None
         assert later.incident.incident_id != first.incident.incident_id
         other = await rt.ingest(graph, {**ALERT, "service": "search"})
@@ -214,15 +223,15 @@ async def test_an_incident_run_by_recovery_before_its_opener_got_to_it_is_not_ru
                 assert (await other.decide(incident_id, Approve(by="alice"))).applied
             return await real_try(incident_id)
 
-        real_open = opener.store.ledger.open_incident
+        real_open = opener.store.ledger.open_firing
 
         async def open_without_take(
-            new: NewIncident, take: OwnershipTake | None
-        ) -> tuple[bool, IncidentRecord, int | None]:
-            return (*await real_open(new), None)
+            new: NewIncident, starts_at: datetime, *, take: OwnershipTake | None = None
+        ) -> FiringIntake:
+            return await real_open(new, starts_at)
 
         opener.store.locks.try_acquire = stall_then_try  # type: ignore[method-assign]
-        opener.store.ledger.open_and_take = open_without_take  # type: ignore[method-assign]
+        opener.store.ledger.open_firing = open_without_take  # type: ignore[method-assign]
         intake = await opener.ingest(graph, ALERT)
         assert intake.created and intake.incident is not None
         incident_id = intake.incident.incident_id

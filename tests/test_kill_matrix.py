@@ -87,6 +87,7 @@ async def test_every_node_boundary_survives_sigkill_and_recovery(
         ("escalated", "rejected"),
         ("escalated", "expired"),
         ("escalated", "apply_failed"),
+        ("alert_resolved", "alert_resolved"),
     }
 
     # The kills really cut runs off: a step killed after its side effect ran twice, with the

@@ -182,8 +182,13 @@ async def test_an_alert_for_a_closed_incident_id_is_a_conflict_and_changes_nothi
         after = await rt.store.ledger.get_incident(incident)
         assert after == closed  # not counted, not reopened
         assert [r.incident_id for r in await rt.incidents()] == [incident]
-        # Without the id, the same alert opens a new incident.
-        fresh = await rt.ingest(graph, ALERT)
+        # Without the id, the same firing attaches to the closed incident (counted, not
+        # reopened); a new firing of the alert opens a new incident.
+        repeat = await rt.ingest(graph, ALERT)
+        assert not repeat.created and repeat.event == "repeated"
+        assert repeat.incident is not None and repeat.incident.incident_id == incident
+        assert not repeat.incident.is_open
+        fresh = await rt.ingest(graph, {**ALERT, "fired_at": "2026-03-01T13:00:00+00:00"})
         assert fresh.created and fresh.incident is not None
         assert fresh.incident.incident_id != incident
 

@@ -506,3 +506,26 @@ async def test_a_folded_take_respects_holds_in_this_process(lease_store: Store) 
     # Another store's locks fold nothing into this ledger.
     async with open_store("memory://") as other, locks.taking("inc-1", other.ledger) as taking:
         assert taking.request is None
+
+
+async def test_a_new_firing_is_taken_by_its_opener_in_the_same_transaction(
+    lease_store: Store,
+) -> None:
+    clock = FixedClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    ledger = lease_store.ledger
+    new = NewIncident("inc-1", "incident", clock(), fingerprint="fp-1")
+    opened = await ledger.open_firing(new, clock(), take=_take("w1", clock))
+    assert opened.created and opened.kind == "fired" and opened.epoch == 1
+    held = await ledger.get_ownership("inc-1")
+    assert held is not None and (held.owner, held.epoch) == ("w1", 1)
+    # A repeat of the firing attaches and takes nothing.
+    again = await ledger.open_firing(
+        replace(new, incident_id="inc-2"), clock(), take=_take("w2", clock)
+    )
+    assert (again.created, again.kind, again.epoch) == (False, "repeated", None)
+    held = await ledger.get_ownership("inc-1")
+    assert held is not None and (held.owner, held.epoch) == ("w1", 1)
+    # Without a take, nothing is taken.
+    other = NewIncident("inc-3", "incident", clock(), fingerprint="fp-3")
+    assert (await ledger.open_firing(other, clock())).epoch is None
+    assert await ledger.get_ownership("inc-3") is None

@@ -28,7 +28,14 @@ from support.postgres import create_database, drop_database
 
 FIXTURES = Path(__file__).parent / "fixtures" / "previous_release"
 STEPS = 2
-ADDED_SINCE = ("durable_ir_owners", "durable_ir_step_claims", "durable_ir_migrations")
+LIFECYCLE_TABLES = ("durable_ir_firings", "durable_ir_alert_events")
+"""Tables migration 3 (the alert lifecycle) added."""
+ADDED_SINCE = (
+    "durable_ir_owners",
+    "durable_ir_step_claims",
+    "durable_ir_migrations",
+    *LIFECYCLE_TABLES,
+)
 """Tables the previous release did not have."""
 
 
@@ -169,10 +176,70 @@ async def test_a_previous_release_database_with_paused_incidents_upgrades_in_pla
             ]
 
 
+def _previous_v2_schema(backend: str, database_url: str, tmp_path: Path) -> dict[str, Any]:
+    """The schema the frozen DDL of schema version 2 makes, read back."""
+    ddl = (FIXTURES / f"v2_{backend}.sql").read_text()
+    if backend == "postgres":
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(ddl)
+        return _postgres_schema(database_url)
+    path = str(tmp_path / "v2.db")
+    with sqlite3.connect(path) as conn:
+        conn.executescript(ddl)
+    return _sqlite_schema(path)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_version_2_database_with_incidents_upgrades_to_the_alert_lifecycle(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, counter_dir: Path
+) -> None:
+    """Migration 3 only adds: a v2 database with an open incident upgrades in place, and
+    that incident goes on absorbing its alerts (now remembered by firing)."""
+    if backend == "postgres":
+        url = str(request.getfixturevalue("postgres_url"))
+        scratch = str(request.getfixturevalue("scratch_postgres"))
+        target = url
+    else:
+        url = f"sqlite:///{tmp_path}/incidents.db"
+        scratch = ""
+        target = f"{tmp_path}/incidents.db"
+    alert = {**ALERT, "fingerprint": f"fp-{uuid.uuid4().hex[:8]}"}
+    async with open_runtime(url) as rt:
+        graph = build_incident_graph(counter_dir, step_count=STEPS).build()
+        first = await rt.ingest(graph, alert, run=False)
+        assert first.created and first.incident is not None
+    # Back to what a v2 release leaves: no lifecycle tables, no version 3.
+    drops = [f"DROP TABLE {table}" for table in LIFECYCLE_TABLES]
+    drops.append("DELETE FROM durable_ir_migrations WHERE version = 3")
+    if backend == "postgres":
+        with psycopg.connect(target, autocommit=True) as conn:
+            for drop in drops:
+                conn.execute(drop)
+    else:
+        with sqlite3.connect(target) as conn:
+            for drop in drops:
+                conn.execute(drop)
+    reader = _postgres_schema if backend == "postgres" else _sqlite_schema
+    lease = ("durable_ir_setup_lease",)
+    v2 = _without(_previous_v2_schema(backend, scratch, tmp_path), lease)
+    assert _without(reader(target), lease) == v2, "the rolled-back database is not v2's"
+
+    async with open_runtime(url) as rt:
+        assert await rt.store.ledger.schema_version() == 3
+        assert _without(reader(target), (*LIFECYCLE_TABLES, *lease)) == v2
+        graph = build_incident_graph(counter_dir, step_count=STEPS).build()
+        again = await rt.ingest(graph, alert, run=False)
+        assert not again.created and again.incident is not None
+        assert again.incident.incident_id == first.incident.incident_id
+        assert again.incident.alerts_received == 2
+        events = await rt.store.ledger.alert_events(first.incident.incident_id)
+        assert [e.kind for e in events] == ["fired"]  # the v2 firing was never recorded
+
+
 async def test_setup_records_each_migration_once_and_is_idempotent(durable_url: str) -> None:
     for _ in range(2):
         async with open_store(durable_url) as store:
-            assert await store.ledger.schema_version() == 2
+            assert await store.ledger.schema_version() == 3
             await store.ledger.setup()  # again: nothing to do
     async with open_store(durable_url) as store:
         if store.backend == "postgres":
@@ -185,7 +252,7 @@ async def test_setup_records_each_migration_once_and_is_idempotent(durable_url: 
                 rows = conn.execute(
                     "SELECT version, name FROM durable_ir_migrations ORDER BY version"
                 ).fetchall()
-    assert [tuple(r) for r in rows] == [(1, "ledger"), (2, "ownership")]
+    assert [tuple(r) for r in rows] == [(1, "ledger"), (2, "ownership"), (3, "alert lifecycle")]
 
 
 async def test_a_database_newer_than_this_release_is_used_with_one_warning(

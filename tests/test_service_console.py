@@ -274,3 +274,57 @@ async def test_reject_needs_a_reason_and_everything_is_shown_as_text(
         said,
     )
     assert errors == []
+
+
+@pytest.mark.browser
+async def test_links_the_alert_timeline_and_a_resolved_alert_are_shown_safely(
+    browser: Browser, server: InProcessServer
+) -> None:
+    errors: list[str] = []
+    alert = demo_alert(DEMO_INCIDENTS[0], run="console-links")
+    hostile = "https://runbooks.example/x'onmouseover='window.pwned=1"
+    item = {
+        "labels": {"alertname": alert["name"], "service": alert["service"], **alert["labels"]},
+        "annotations": {
+            "summary": alert["description"],
+            "runbook_url": hostile,
+            "dashboard": "javascript:window.pwned=2",  # dropped: not http(s)
+            "grafana_url": "https://grafana.example/d/checkout?from=now-1h&to=now",
+        },
+        "startsAt": alert["fired_at"],
+        "generatorURL": "http://prometheus.example/graph?g0.expr=up",
+        "fingerprint": "console-links-fp",
+    }
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        response = await client.post(
+            "/alerts", json={"version": "4", "alerts": [item]}, headers=auth("alertmanager")
+        )
+        assert response.status_code == 202, response.text
+        incident = str(response.json()["incidents"][0]["incident_id"])
+        while True:
+            if (await read_incident(server.url, incident))["status"] == "awaiting_approval":
+                break
+            await asyncio.sleep(0.05)
+        resolved = {**item, "status": "resolved", "endsAt": "2026-03-06T16:10:00Z"}
+        response = await client.post(
+            "/alerts", json={"version": "4", "alerts": [resolved]}, headers=auth("alertmanager")
+        )
+        assert response.status_code == 202 and response.json()["resolved"][0]["recorded"]
+
+    page = await open_console(browser, server.url, errors)
+    await use_token(page, TOKENS["alice"][0])
+    card = incident_card(page, incident)
+    await expect(card.get_by_role("note")).to_contain_text("The alert resolved at")
+    await expect(card.get_by_role("link", name="Runbook")).to_have_attribute("href", hostile)
+    await expect(card.get_by_role("link", name="Dashboard")).to_have_attribute(
+        "href", "https://grafana.example/d/checkout?from=now-1h&to=now"
+    )
+    await expect(card.get_by_role("link", name="Alert source")).to_have_attribute(
+        "href", "http://prometheus.example/graph?g0.expr=up"
+    )
+    await expect(card.locator(".alert-events li")).to_have_count(2)
+    await expect(card.locator(".alert-events")).to_contain_text("resolved")
+    await card.get_by_role("link", name="Runbook").hover()
+    assert await page.evaluate("() => window.pwned") is None
+    assert await page.locator("a[href^='javascript']").count() == 0
+    assert errors == []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import (
@@ -39,12 +40,17 @@ from durable_ir.severity import SEVERITIES, Severity
 from durable_ir.text import check_json_text
 
 __all__ = [
+    "LINK_ANNOTATIONS",
     "MAX_ALERTS_PER_WEBHOOK",
     "Alert",
+    "ParsedWebhook",
+    "RefusedAlert",
     "check_alert",
     "parse_alert",
     "parse_alertmanager",
     "parse_generic",
+    "parse_webhook",
+    "safe_url",
 ]
 
 MAX_ALERTS_PER_WEBHOOK = 1_000
@@ -62,7 +68,39 @@ _SEVERITY_WORDS: dict[str, Severity] = {
 }
 _SERVICE_LABELS = ("service", "app", "job", "namespace")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
-_TEXT_FIELDS = {"name", "service", "description", "labels", "fingerprint"}
+_TEXT_FIELDS = {"name", "service", "description", "labels", "fingerprint", "group_key", "links"}
+LINK_ANNOTATIONS: dict[str, str] = {
+    "runbook_url": "runbook",
+    "runbook": "runbook",
+    "dashboard": "dashboard",
+    "dashboard_url": "dashboard",
+    "grafana_url": "dashboard",
+}
+"""Annotations kept as links (annotation name → link name); ``generatorURL`` becomes the
+``source`` link. Only ``http``/``https`` URLs are kept."""
+_MAX_URL = 2_000
+_NOT_IN_URLS = frozenset('<>"`{}|\\^')
+"""Characters RFC 3986 never allows unencoded in a URL (and that break out of HTML
+attributes or Slack's ``<url|text>``)."""
+
+
+def safe_url(value: object) -> str | None:
+    """``value`` if it is an absolute ``http(s)`` URL without spaces, control characters or
+    characters URLs never hold unencoded (``<>"`{}|\\^``), else ``None``
+    (``javascript:``, ``data:`` and the like are never kept).
+
+    Example:
+        >>> safe_url("https://runbooks.example/disk"), safe_url("javascript:alert(1)")
+        ('https://runbooks.example/disk', None)
+    """
+    if not isinstance(value, str) or not value or len(value) > _MAX_URL:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or rest[0] in "/\\":
+        return None
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 or ch in _NOT_IN_URLS for ch in value):
+        return None
+    return value
 
 
 class Alert(BaseModel):
@@ -79,6 +117,18 @@ class Alert(BaseModel):
     fingerprint: str = Field(min_length=1, max_length=128)
     status: Literal["firing", "resolved"] = "firing"
     source: Literal["alertmanager", "generic"] = "generic"
+    group_key: str | None = Field(default=None, max_length=2_000)
+    """Alertmanager's ``groupKey`` of the webhook that carried the alert."""
+    links: dict[str, str] = Field(default_factory=dict, max_length=8)
+    """``runbook``, ``dashboard``, ``source`` (``generatorURL``): http(s) URLs only."""
+
+    @field_validator("links")
+    @classmethod
+    def _http_links(cls, links: dict[str, str]) -> dict[str, str]:
+        for key, url in links.items():
+            if not key or len(key) > 40 or safe_url(url) is None:
+                raise ValueError(f"link {key[:40]!r} is not an http(s) URL")
+        return links
 
     @field_validator("labels")
     @classmethod
@@ -177,8 +227,80 @@ def parse_generic(payload: object) -> Alert:
     )
 
 
-def parse_alertmanager(payload: object) -> list[Alert]:
-    """Parse an Alertmanager webhook (``version`` 4) into its alerts."""
+@dataclass(frozen=True)
+class RefusedAlert:
+    """An alert of a webhook that was refused: its ``index`` in the webhook's ``alerts``
+    (from 0), its ``fingerprint`` if it had one, and why."""
+
+    index: int
+    fingerprint: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParsedWebhook:
+    """A webhook's alerts, each accepted (``(index, alert)``) or refused on its own."""
+
+    alerts: list[tuple[int, Alert]]
+    refused: list[RefusedAlert]
+
+
+def _links(annotations: dict[str, str], generator: object) -> dict[str, str]:
+    links: dict[str, str] = {}
+    for annotation, name in LINK_ANNOTATIONS.items():
+        url = safe_url(annotations.get(annotation))
+        if url is not None and name not in links:
+            links[name] = url
+    source = safe_url(generator)
+    if source is not None:
+        links["source"] = source
+    return links
+
+
+def _webhook_alert(item: object, common: dict[str, str], group_key: str | None) -> Alert:
+    if not isinstance(item, dict):
+        raise InvalidInput("the alert is not an object")
+    labels = {**common, **_text_map(item.get("labels"), "labels")}
+    annotations = _text_map(item.get("annotations"), "annotations")
+    name = labels.get("alertname")
+    if not name:
+        raise InvalidInput("the alert has no 'alertname' label")
+    service = next((labels[k] for k in _SERVICE_LABELS if labels.get(k)), None)
+    if service is None:
+        raise InvalidInput(f"{name} has none of the labels {', '.join(_SERVICE_LABELS)}")
+    fingerprint = item.get("fingerprint") or _fingerprint(name, service, labels)
+    return _build(
+        name=name,
+        service=service,
+        severity=_severity(labels.get("severity", "P2")),
+        fired_at=item.get("startsAt"),
+        description=annotations.get("description") or annotations.get("summary", ""),
+        labels=labels,
+        fingerprint=fingerprint,
+        status=item.get("status", "firing"),
+        source="alertmanager",
+        group_key=group_key,
+        links=_links(annotations, item.get("generatorURL")),
+    )
+
+
+def parse_webhook(payload: object) -> ParsedWebhook:
+    """Parse an Alertmanager webhook (``version`` 4) alert by alert: a malformed alert is
+    refused on its own (:class:`RefusedAlert`), its neighbours are kept. A body that is not a
+    webhook at all (no ``alerts`` list, none, too many, unstorable text, a malformed
+    ``commonLabels``) raises ``InvalidInput``.
+
+    Example:
+        >>> parsed = parse_webhook({"groupKey": "{}:{alertname=\\"X\\"}", "alerts": [
+        ...     {"labels": {"alertname": "X", "service": "api"},
+        ...      "startsAt": "2026-03-01T12:00:00Z",
+        ...      "annotations": {"runbook_url": "https://runbooks.example/x"}},
+        ...     {"labels": {"alertname": "Y"}, "startsAt": "2026-03-01T12:00:00Z"}]})
+        >>> [(i, a.links) for i, a in parsed.alerts]
+        [(0, {'runbook': 'https://runbooks.example/x'})]
+        >>> [(r.index, r.reason) for r in parsed.refused]
+        [(1, 'Y has none of the labels service, app, job, namespace')]
+    """
     if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
         raise InvalidInput("an Alertmanager webhook is an object with an 'alerts' list")
     _storable(payload)
@@ -190,35 +312,28 @@ def parse_alertmanager(payload: object) -> list[Alert]:
             f"{len(items)} alerts in one webhook; the limit is {MAX_ALERTS_PER_WEBHOOK}"
         )
     common = _text_map(payload.get("commonLabels"), "commonLabels")
-    alerts = []
-    for number, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            raise InvalidInput(f"alert {number} is not an object")
-        labels = {**common, **_text_map(item.get("labels"), f"alert {number} labels")}
-        annotations = _text_map(item.get("annotations"), f"alert {number} annotations")
-        name = labels.get("alertname")
-        if not name:
-            raise InvalidInput(f"alert {number} has no 'alertname' label")
-        service = next((labels[k] for k in _SERVICE_LABELS if labels.get(k)), None)
-        if service is None:
-            raise InvalidInput(
-                f"alert {number} ({name}) has none of the labels {', '.join(_SERVICE_LABELS)}"
-            )
-        fingerprint = item.get("fingerprint") or _fingerprint(name, service, labels)
-        alerts.append(
-            _build(
-                name=name,
-                service=service,
-                severity=_severity(labels.get("severity", "P2")),
-                fired_at=item.get("startsAt"),
-                description=annotations.get("description") or annotations.get("summary", ""),
-                labels=labels,
-                fingerprint=fingerprint,
-                status=item.get("status", "firing"),
-                source="alertmanager",
-            )
-        )
-    return alerts
+    group = payload.get("groupKey")
+    group_key = group if isinstance(group, str) and group else None
+    accepted: list[tuple[int, Alert]] = []
+    refused: list[RefusedAlert] = []
+    for index, item in enumerate(items):
+        try:
+            accepted.append((index, _webhook_alert(item, common, group_key)))
+        except InvalidInput as exc:
+            given = item.get("fingerprint") if isinstance(item, dict) else None
+            fingerprint = given if isinstance(given, str) and 0 < len(given) <= 128 else None
+            refused.append(RefusedAlert(index, fingerprint, str(exc)))
+    return ParsedWebhook(accepted, refused)
+
+
+def parse_alertmanager(payload: object) -> list[Alert]:
+    """Parse an Alertmanager webhook (``version`` 4) into its alerts, all or nothing: the
+    first malformed alert raises ``InvalidInput`` (:func:`parse_webhook` keeps the others)."""
+    parsed = parse_webhook(payload)
+    if parsed.refused:
+        first = parsed.refused[0]
+        raise InvalidInput(f"alert {first.index + 1}: {first.reason}")
+    return [alert for _, alert in parsed.alerts]
 
 
 def parse_alert(payload: object) -> list[Alert]:

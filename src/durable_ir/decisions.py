@@ -22,6 +22,8 @@ from durable_ir.records import ApprovalStatus
 from durable_ir.text import check_json_text, check_text
 
 __all__ = [
+    "ALERTMANAGER_IDENTITY",
+    "ALERT_RESOLVED",
     "MAX_IDENTITY_CHARS",
     "MAX_PLAN_BYTES",
     "MAX_PLAN_DEPTH",
@@ -41,6 +43,10 @@ __all__ = [
 DecisionKind = Literal["approve", "edit", "reject", "expire"]
 
 SYSTEM_PREFIX = "system:"
+ALERTMANAGER_IDENTITY = "system:alertmanager"
+"""Who expires an approval whose incident's alert resolved (policy ``expire``)."""
+ALERT_RESOLVED = "alert_resolved"
+"""The reason recorded on such an expiry, and the outcome of the incident it closes."""
 MAX_IDENTITY_CHARS = 200
 MAX_REASON_CHARS = 4_000
 MAX_PLAN_BYTES = 256 * 1024

@@ -58,7 +58,9 @@ __all__ = [
 
 log = logging.getLogger("durable_ir.notifications")
 
-EventKind = Literal["opened", "approval_requested", "decided", "escalated", "resolved"]
+EventKind = Literal[
+    "opened", "approval_requested", "decided", "escalated", "resolved", "alert_resolved"
+]
 """What happened: an incident was opened (after triage), asked for approval, was decided on,
 was escalated to humans, or was resolved."""
 
@@ -117,7 +119,11 @@ def notification_key(event: IncidentEvent, channel: str) -> str:
     """The outbox key of ``event`` on ``channel``: one per incident, channel, kind and
     approval (an incident may ask for approval, and be decided on, more than once)."""
     key = f"{event.incident_id}|{channel}|{event.kind}"
-    if event.approval is not None and event.kind in ("approval_requested", "decided"):
+    if event.approval is not None and event.kind in (
+        "approval_requested",
+        "decided",
+        "alert_resolved",
+    ):
         key += f"|{event.approval.approval_id}"
     return key
 

@@ -14,8 +14,11 @@ from enum import StrEnum
 from typing import Any, Literal
 
 __all__ = [
+    "AlertEvent",
+    "AlertEventKind",
     "ApprovalRecord",
     "ApprovalStatus",
+    "FiringIntake",
     "IncidentRecord",
     "IncidentState",
     "NewApproval",
@@ -257,6 +260,50 @@ class PendingGroup:
     graph_version: str | None
     count: int
     nearest_deadline: datetime | None
+
+
+AlertEventKind = Literal["fired", "repeated", "resolved"]
+"""What an alert event says: a firing reached the incident (a new firing, or another
+firing with the open incident's fingerprint), the same firing was sent again, or it
+resolved."""
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One line of an incident's alert timeline: ``kind``, the firing it is about
+    (``fingerprint``, ``starts_at`` — Alertmanager's ``startsAt``) and when it arrived."""
+
+    incident_id: str
+    kind: AlertEventKind
+    fingerprint: str
+    starts_at: datetime
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (timestamps as ISO 8601)."""
+        return {
+            "kind": self.kind,
+            "fingerprint": self.fingerprint,
+            "starts_at": self.starts_at.isoformat(),
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class FiringIntake:
+    """What :meth:`~durable_ir.ledger.ApprovalLedger.open_firing` did with a firing alert.
+
+    ``created``: it opened ``incident``. Otherwise ``kind`` says why not: ``"repeated"``
+    (this firing — fingerprint and ``startsAt`` — was seen before: it attached to that
+    firing's incident, open or closed), ``"fired"`` (a new firing attached to the open
+    incident with its fingerprint) or ``None`` (an incident with the requested id exists:
+    nothing was written)."""
+
+    created: bool
+    incident: IncidentRecord
+    kind: AlertEventKind | None
+    epoch: int | None = None
+    """The ownership epoch taken with a ``take`` when the incident was opened, else ``None``."""
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,9 @@ from durable_ir.approval.deciding import (
     DecisionResult,
     validate_incident_id,
 )
+from durable_ir.approval.request import alert_resolved_policy
 from durable_ir.clock import Clock, DatabaseClock, system_clock
-from durable_ir.decisions import Decision
+from durable_ir.decisions import ALERT_RESOLVED, ALERTMANAGER_IDENTITY, Decision, Expire
 from durable_ir.errors import (
     ConfigurationError,
     Conflict,
@@ -75,7 +76,9 @@ from durable_ir.metrics import METRICS, decider_type
 from durable_ir.persistence import Store, open_store
 from durable_ir.reconciliation import reconcile
 from durable_ir.records import (
+    AlertEventKind,
     ApprovalRecord,
+    FiringIntake,
     IncidentRecord,
     IncidentState,
     NewIncident,
@@ -96,13 +99,21 @@ log = logging.getLogger("durable_ir.runtime")
 @dataclass(frozen=True)
 class Intake:
     """What :meth:`Runtime.ingest` did with an alert: opened ``incident`` (``created``), or
-    attached the alert to it; ``incident`` is ``None`` for a resolution notice, which is
-    ignored.
+    attached the alert to it. ``event`` is the alert event recorded on the incident's alert
+    timeline: ``"fired"`` (opened, or a new firing attached to the open incident),
+    ``"repeated"`` (the same firing again: attached to its incident, even a closed one) or
+    ``"resolved"``; ``None`` when nothing was recorded (a repeated resolution notice).
+
+    For a resolution notice, ``incident`` is the incident the firing reached (``None``: no
+    incident knows it; the notice is logged and counted, nothing is written) and
+    ``expired`` the approval this notice expired (the approval's policy is ``expire``).
     ``snapshot`` is where a new incident stands after its first run."""
 
     incident: IncidentRecord | None
     created: bool
     snapshot: IncidentSnapshot | None = None
+    event: AlertEventKind | None = None
+    expired: ApprovalRecord | None = None
 
 
 def _snapshot_from_output(
@@ -354,16 +365,21 @@ class Runtime:
         extra_input: Mapping[str, Any] | None = None,
         run: bool = True,
     ) -> Intake:
-        """Open an incident for ``alert`` and run it until it pauses or ends — unless an open
-        incident has the same fingerprint, in which case the alert is attached to it.
+        """Open an incident for ``alert`` and run it until it pauses or ends — unless the
+        same firing (fingerprint and ``fired_at``, Alertmanager's ``startsAt``) reached an
+        incident before, open or closed (the alert attaches there; a closed incident is not
+        reopened), or an open incident has the same fingerprint (the alert attaches to it).
 
         ``alert`` is an :class:`~durable_ir.Alert` or its JSON (the generic shape, see
         :mod:`durable_ir.alerts`); a malformed one raises ``InvalidInput`` and writes nothing.
         The graph gets ``{"alert": alert.as_state(), **extra_input}`` as input (e.g.
-        ``{"approval_window_s": 600}``; JSON only). An alert that reports a
-        resolution (Alertmanager's ``resolved``) never opens an incident. Concurrent copies of
-        one alert, from any number of processes, open one incident: the index's unique open
-        fingerprint decides.
+        ``{"approval_window_s": 600}``; JSON only). An alert that reports a resolution
+        (Alertmanager's ``resolved``) never opens an incident: it is recorded on the alert
+        timeline of its firing's incident and, if that incident's pending approval has the
+        policy ``on_alert_resolved="expire"``, expires it as ``system:alertmanager``
+        (``Intake.expired``; applied here when ``run``). Concurrent copies of one alert, from
+        any number of processes, open one incident
+        (:meth:`~durable_ir.ledger.ApprovalLedger.open_firing`).
 
         With ``run=False`` the incident is only opened (indexed, with its input); run it with
         :meth:`start_opened` — or recovery starts it, if this process dies first.
@@ -408,10 +424,7 @@ class Runtime:
         if not _is_json(run_input):
             raise InvalidInput("extra_input must be a JSON object")
         if parsed.status == "resolved":
-            # The source says it recovered; an open incident verifies that itself, and a
-            # resolution is never a reason to open one.
-            METRICS.alert("resolved")
-            return Intake(None, created=False)
+            return await self._resolved(parsed, run=run)
         new = _new_incident(incident_id, registered, run_input, self.clock())
         # Run now: this runtime holds the lease. Not now: the lease is free, and expires
         # (recovery starts the incident) if start_opened() has not run it by then.
@@ -420,15 +433,15 @@ class Runtime:
             if run
             else RunLease(None, self.clock() + timedelta(seconds=self._unstarted_grace))
         )
-        locks = self.store.locks
-        async with locks.taking(incident_id, self.store.ledger) as taking:
-            opened, row, epoch = await self.store.ledger.open_and_take(
+        async with self.store.locks.taking(incident_id, self.store.ledger) as taking:
+            intake = await self.store.ledger.open_firing(
                 replace(new, fingerprint=parsed.fingerprint, lease=lease),
-                taking.request if run else None,
+                parsed.fired_at,
+                take=taking.request if run else None,
             )
-            taking.took(epoch)
+            taking.took(intake.epoch)
             return await self._ingested(
-                registered, parsed, incident_id, run_input, opened, row, taking if run else None
+                registered, parsed, incident_id, run_input, intake, taking if run else None
             )
 
     async def _ingested(
@@ -437,13 +450,26 @@ class Runtime:
         parsed: Alert,
         incident_id: str,
         run_input: dict[str, Any],
-        opened: bool,
-        row: IncidentRecord,
+        intake: FiringIntake,
         taking: Taking | None,
     ) -> Intake:
         """The rest of :meth:`ingest` once the alert is indexed: attached, refused, or opened
         (and, with ``taking``, run under the lock that opening it may have taken)."""
+        opened, row = intake.created, intake.incident
         if not opened:
+            if intake.kind == "repeated":
+                # The same firing again (Alertmanager re-sends whole groups): counted on the
+                # incident it reached, open or closed — never a new incident, run or page.
+                METRICS.alert("deduplicated")
+                log.info(
+                    "alert %s (started %s) repeated: attached to %s incident %s (%d alerts)",
+                    parsed.fingerprint,
+                    parsed.fired_at.isoformat(),
+                    row.status,
+                    row.incident_id,
+                    row.alerts_received,
+                )
+                return Intake(row, created=False, event="repeated")
             if row.fingerprint != parsed.fingerprint:
                 METRICS.alert("refused")
                 raise Conflict(f"incident {incident_id!r} already exists (another alert)")
@@ -469,7 +495,7 @@ class Runtime:
                 row.incident_id,
                 row.alerts_received,
             )
-            return Intake(row, created=False)
+            return Intake(row, created=False, event=intake.kind)
         METRICS.alert("opened")
         log.info(
             "opened incident %s from alert %s (graph %s version %s)",
@@ -480,7 +506,7 @@ class Runtime:
             extra=log_context(row.incident_id, event="opened"),
         )
         if taking is None:
-            return Intake(row, created=True)
+            return Intake(row, created=True, event="fired")
         snapshot = None
         try:
             epoch = await taking.acquire(wait=0)
@@ -492,7 +518,88 @@ class Runtime:
                 snapshot = await self._run_first(registered, incident_id, run_input)
         except IncidentBusy:  # recovery picked it up first: it runs there
             pass
-        return Intake(row, created=True, snapshot=snapshot or await self.get(incident_id))
+        return Intake(
+            row, created=True, snapshot=snapshot or await self.get(incident_id), event="fired"
+        )
+
+    async def _resolved(self, alert: Alert, *, run: bool) -> Intake:
+        """A resolution notice: on the timeline of the incident its firing reached; with
+        the pending approval's policy ``expire``, that approval expires (the same
+        compare-and-set as every decision: a person who decided first wins)."""
+        METRICS.alert("resolved")
+        row, first = await self.store.ledger.resolve_firing(
+            alert.fingerprint, alert.fired_at, self.clock()
+        )
+        if row is None:
+            log.warning(
+                "resolution of alert %s (%s on %s, started %s) matches no incident: "
+                "nothing to resolve",
+                alert.fingerprint,
+                alert.name,
+                alert.service,
+                alert.fired_at.isoformat(),
+            )
+            return Intake(None, created=False)
+        log.info(
+            "alert %s resolved: noted on %s incident %s%s",
+            alert.fingerprint,
+            row.status,
+            row.incident_id,
+            "" if first else " (again)",
+        )
+        if not first or not row.is_open:
+            return Intake(row, created=False, event="resolved" if first else None)
+        expired = await self._expire_resolved(row.incident_id)
+        if expired is not None and run:
+            await self.apply_decision(expired)
+        if expired is None and run:
+            await self.announce_alert_resolved(row.incident_id)
+        return Intake(row, created=False, event="resolved", expired=expired)
+
+    async def announce_alert_resolved(self, incident_id: str) -> None:
+        """Under the ``annotate`` policy: tell the incident's pending approval node that its
+        alert resolved (its ``on_resolved_notice``; the builder's tells its notifiers, and
+        Slack notes it on the approval message). :meth:`ingest` does this itself when it
+        runs (``run=True``); with ``run=False`` it is the caller's to do, e.g. in the
+        background. Nothing for an incident with no pending approval. Best effort: the alert
+        timeline already holds the resolution, so a failure is only logged."""
+        latest = await self.store.ledger.latest(incident_id)
+        if latest is None or not latest.is_pending:
+            return
+        try:
+            registered = self.graphs.resolve(
+                latest.graph, latest.graph_version, incident_id=incident_id
+            )
+            hook = getattr(registered.approval_node(latest.node), "on_resolved_notice", None)
+            if hook is None:
+                return
+            values = (await self.get(incident_id)).values
+            await hook(latest, values, registered.config(incident_id, self._services(registered)))
+        except Exception:
+            log.warning(
+                "could not tell the channels of incident %s that its alert resolved",
+                incident_id,
+                exc_info=True,
+            )
+
+    async def _expire_resolved(self, incident_id: str) -> ApprovalRecord | None:
+        latest = await self.store.ledger.latest(incident_id)
+        if latest is None or not latest.is_pending:
+            return None
+        if alert_resolved_policy(latest.request) != "expire":
+            return None  # annotate: the console and Slack show it; a person decides
+        try:
+            return await self.record_decision(
+                incident_id,
+                Expire(reason=ALERT_RESOLVED, by=ALERTMANAGER_IDENTITY),
+                approval_id=latest.approval_id,
+            )
+        except Conflict as exc:
+            log.info("alert of incident %s resolved after a decision: %s", incident_id, exc)
+            return None
+        except GraphVersionUnavailable as exc:
+            log.warning("cannot expire the approval of incident %s: %s", incident_id, exc)
+            return None
 
     async def _started_elsewhere(self, incident_id: str) -> bool:
         """True if another runtime started (or even closed) ``incident_id`` already."""

@@ -23,7 +23,9 @@ from langgraph.types import Interrupt, interrupt
 
 from durable_ir.approval.policy import AUTO_APPROVE_IDENTITY, AutoApprovePolicy
 from durable_ir.approval.request import (
+    ALERT_RESOLVED_POLICIES,
     DEFAULT_ACTION_NAME,
+    AlertResolvedPolicy,
     ReviewDecision,
     allowed_decisions,
     build_request,
@@ -81,7 +83,12 @@ class ApprovalNode:
     results). ``auto_approve`` is a policy (see :class:`~durable_ir.approval.AutoApprove`) that
     may approve a plan without a human; its decision is recorded in the ledger like any other.
     ``on_request`` is told about the pending request before each pause (see
-    :data:`RequestHook`).
+    :data:`RequestHook`). ``on_alert_resolved`` (stored on each request, so it holds across
+    redeploys) says what happens when the incident's alert resolves while the request is
+    pending: ``"annotate"`` (default) or ``"expire"`` (see
+    :data:`~durable_ir.approval.request.AlertResolvedPolicy`). ``on_resolved_notice``
+    (a :data:`RequestHook`) is told, under ``annotate``, that the alert of a pending request
+    resolved — ``Runtime.ingest`` of the notice calls it (the builder tells its notifiers).
     """
 
     __durable_ir_approval__: ClassVar[bool] = True
@@ -103,6 +110,8 @@ class ApprovalNode:
         context_keys: Sequence[str] = (),
         auto_approve: AutoApprovePolicy | None = None,
         on_request: RequestHook | None = None,
+        on_alert_resolved: AlertResolvedPolicy = "annotate",
+        on_resolved_notice: RequestHook | None = None,
     ) -> None:
         for name, key in (
             ("plan_key", plan_key),
@@ -145,6 +154,15 @@ class ApprovalNode:
         if on_request is not None and not callable(on_request):
             raise ConfigurationError("on_request must be an async callable")
         self.on_request = on_request
+        if on_alert_resolved not in ALERT_RESOLVED_POLICIES:
+            raise ConfigurationError(
+                f"on_alert_resolved must be one of {ALERT_RESOLVED_POLICIES}, "
+                f"got {on_alert_resolved!r}"
+            )
+        self.on_alert_resolved: AlertResolvedPolicy = on_alert_resolved
+        if on_resolved_notice is not None and not callable(on_resolved_notice):
+            raise ConfigurationError("on_resolved_notice must be an async callable")
+        self.on_resolved_notice = on_resolved_notice
         self.__name__ = "approval"  # the default node name when added without one
 
     def validate_plan(self, plan: Any) -> Any:
@@ -286,6 +304,7 @@ class ApprovalNode:
             action_name=self.action_name,
             allowed=self.allowed,
             context={key: _read(state, key) for key in self.context_keys},
+            on_alert_resolved=self.on_alert_resolved,
         )
         return NewApproval(
             approval_id=approval_id,

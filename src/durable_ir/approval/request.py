@@ -22,21 +22,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
+    "ALERT_RESOLVED_POLICIES",
     "DEFAULT_ACTION_NAME",
     "ActionRequest",
+    "AlertResolvedPolicy",
     "ApprovalRequest",
     "DurableIRRequestFields",
     "ReviewConfig",
     "ReviewDecision",
+    "alert_resolved_policy",
     "allowed_decisions",
     "build_request",
 ]
 
 DEFAULT_ACTION_NAME = "apply_remediation_plan"
 ReviewDecision = Literal["approve", "edit", "reject"]
+AlertResolvedPolicy = Literal["annotate", "expire"]
+"""What a pending approval does when its incident's alert resolves: ``annotate`` (the
+default: the console and Slack say so, a person still decides) or ``expire`` (expired at
+once by ``system:alertmanager`` with reason ``alert_resolved``: nothing is applied)."""
+ALERT_RESOLVED_POLICIES: tuple[AlertResolvedPolicy, ...] = ("annotate", "expire")
 
 
 class ActionRequest(TypedDict):
@@ -64,6 +72,7 @@ class DurableIRRequestFields(TypedDict):
     severity: str
     requested_at: str
     deadline_at: str
+    on_alert_resolved: NotRequired[AlertResolvedPolicy]
 
 
 class ApprovalRequest(TypedDict):
@@ -88,6 +97,7 @@ def build_request(
     action_name: str = DEFAULT_ACTION_NAME,
     allowed: Sequence[ReviewDecision] = ("approve", "edit", "reject"),
     context: Mapping[str, Any] | None = None,
+    on_alert_resolved: AlertResolvedPolicy = "annotate",
 ) -> ApprovalRequest:
     """Build the request for one plan awaiting approval; ``context`` (e.g. the plan's dry run)
     is shown next to the plan, under the action's ``args``."""
@@ -108,8 +118,24 @@ def build_request(
             "severity": severity,
             "requested_at": requested_at.isoformat(),
             "deadline_at": deadline_at.isoformat(),
+            "on_alert_resolved": on_alert_resolved,
         },
     }
+
+
+def alert_resolved_policy(request: Mapping[str, Any]) -> AlertResolvedPolicy:
+    """The stored request's :data:`AlertResolvedPolicy` (``annotate`` for requests stored
+    before the policy existed, or holding anything else).
+
+    Example:
+        >>> alert_resolved_policy({"durable_ir": {"on_alert_resolved": "expire"}})
+        'expire'
+        >>> alert_resolved_policy({})
+        'annotate'
+    """
+    fields = request.get("durable_ir")
+    value = fields.get("on_alert_resolved") if isinstance(fields, Mapping) else None
+    return "expire" if value == "expire" else "annotate"
 
 
 def allowed_decisions(request: dict[str, Any]) -> set[str]:

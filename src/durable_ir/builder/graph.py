@@ -10,6 +10,11 @@
               └─not healthy──────────────────────────────────────→ ┘
                                       └──────────→ summarize ←─────┘ → END
 
+An approval that expired because the alert resolved (``on_alert_resolved="expire"``: by
+``system:alertmanager``, reason ``alert_resolved``) goes to ``stand_down`` instead of
+``escalate``: the incident closes with outcome ``alert_resolved``, nothing applied, nobody
+paged.
+
 ``build()`` returns the uncompiled ``StateGraph``: compile it with your checkpointer, or hand
 it to :meth:`durable_ir.Runtime.start`, which compiles it with the runtime's and runs it with
 ``durability="sync"``. Before building, any node can be replaced (:meth:`replace`) or wrapped
@@ -42,7 +47,7 @@ from langgraph.graph import END, START, StateGraph
 
 from durable_ir.approval.node import ApprovalNode
 from durable_ir.approval.policy import AutoApprovePolicy
-from durable_ir.approval.request import ReviewDecision
+from durable_ir.approval.request import AlertResolvedPolicy, ReviewDecision
 from durable_ir.builder.nodes import IncidentNodes
 from durable_ir.builder.planning import Planner, RollbackRule
 from durable_ir.builder.state import IncidentState
@@ -73,7 +78,9 @@ class IncidentGraphBuilder:
     for triage, a ``planner`` replacing the default (the analyzer's suggested actions),
     ``rollbacks`` (how to undo each action), ``auto_approve`` (a policy letting low-risk plans
     through; off by default), ``notifiers`` (PagerDuty, Slack, your own), ``sla`` (this graph's
-    approval deadlines), and the decisions an approver may take.
+    approval deadlines), the decisions an approver may take, and ``on_alert_resolved``: what
+    a pending approval does when the incident's alert resolves (``"annotate"``, the default,
+    or ``"expire"``: see the module doc).
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class IncidentGraphBuilder:
         notifiers: Sequence[IncidentNotifier] = (),
         sla: SlaPolicy | None = None,
         allowed_decisions: Sequence[ReviewDecision] = ("approve", "edit", "reject"),
+        on_alert_resolved: AlertResolvedPolicy = "annotate",
         clock: Clock = system_clock,
         rca_sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
@@ -131,11 +139,13 @@ class IncidentGraphBuilder:
         )
         self.approval = ApprovalNode(
             validate_plan=allow_list.validate,
-            context_keys=("dry_run",),
+            context_keys=("dry_run", "alert_links"),
             auto_approve=auto_approve,
             on_request=self._announce if notifiers else None,
             sla=sla,
             allowed=allowed_decisions,
+            on_alert_resolved=on_alert_resolved,
+            on_resolved_notice=self._announce_resolved if notifiers else None,
         )
         rca_loop = build_rca_loop(gatherer, analyzer, rca, clock=clock, sleep=rca_sleep)
         p = self.parts
@@ -151,6 +161,7 @@ class IncidentGraphBuilder:
             "verify": p.verify,
             "resolve": p.resolve,
             "escalate": p.escalate,
+            "stand_down": p.stand_down,
             "summarize": p.summarize,
         }
         self._edges: dict[str, str] = {
@@ -159,6 +170,7 @@ class IncidentGraphBuilder:
             "triage": "rca",
             "resolve": "summarize",
             "escalate": "summarize",
+            "stand_down": "summarize",
             "summarize": END,
         }
         self._routes: dict[str, Route] = {
@@ -166,8 +178,13 @@ class IncidentGraphBuilder:
             "plan": (p.after_plan, {"dry_run": "dry_run", "escalate": "escalate"}),
             "dry_run": (p.after_dry_run, {"approval": "approval", "escalate": "escalate"}),
             "approval": (
-                self.approval.route,
-                {"approved": "apply", "rejected": "escalate", "expired": "escalate"},
+                self._after_approval,
+                {
+                    "approved": "apply",
+                    "rejected": "escalate",
+                    "expired": "escalate",
+                    "alert_resolved": "stand_down",
+                },
             ),
             "apply": (
                 p.after_apply,
@@ -181,6 +198,21 @@ class IncidentGraphBuilder:
             "rollback": (p.after_rollback, {"rollback": "rollback", "escalate": "escalate"}),
             "verify": (p.after_verify, {"resolve": "resolve", "escalate": "escalate"}),
         }
+
+    def _after_approval(self, state: Any) -> str:
+        route: str = self.approval.route(state)
+        return "alert_resolved" if self.parts.alert_resolved_first(state) else route
+
+    async def _announce_resolved(
+        self, record: ApprovalRecord, state: Any, config: RunnableConfig
+    ) -> None:
+        await self.parts.notify(
+            config,
+            state,
+            "alert_resolved",
+            summary="the alert resolved while this approval waits: it may no longer be needed",
+            approval=record,
+        )
 
     async def _announce(self, record: ApprovalRecord, state: Any, config: RunnableConfig) -> None:
         await self.parts.notify(
@@ -221,7 +253,8 @@ class IncidentGraphBuilder:
         if name == "approval" and isinstance(node, ApprovalNode):
             self.approval = node
             _, targets = self._routes["approval"]
-            self._routes["approval"] = (node.route, targets)
+            # The new node's route, and an alert-resolved expiry still stands down.
+            self._routes["approval"] = (self._after_approval, targets)
         self._nodes[name] = node
         return self
 

@@ -21,6 +21,7 @@ from durable_ir.alerts import check_alert
 from durable_ir.builder.planning import Planner, RollbackRule, plan_from_hypothesis
 from durable_ir.builder.triage import SeverityRule, Triager, TriageResult, triage_by_rules
 from durable_ir.clock import Clock
+from durable_ir.decisions import ALERT_RESOLVED, ALERTMANAGER_IDENTITY
 from durable_ir.errors import ConfigurationError, OwnershipLost
 from durable_ir.ledger.ownership import EPOCH_CONFIG_KEY
 from durable_ir.logs import log_context
@@ -168,6 +169,8 @@ class IncidentNodes:
         # Runtime.ingest hands over the alert normalised already: writing it again would only
         # store a second copy of it in the checkpoint.
         update: Update = {} if normalised == given else {"alert": normalised}
+        if alert.links:  # shown to the approver next to the plan (runbook, dashboard, …)
+            update["alert_links"] = dict(alert.links)
         return update | {
             "title": title,
             **self.event(config, "ingest", f"alert {alert.name} received for {alert.service}"),
@@ -494,6 +497,33 @@ class IncidentNodes:
         }
         return _with_timeline(decided, ending)
 
+    async def stand_down(self, state: State, config: RunnableConfig) -> Update:
+        """The alert resolved while the plan waited for approval, and the approval expired
+        for that (by ``system:alertmanager``, reason ``alert_resolved``): close with outcome
+        ``alert_resolved`` — nothing applied, nobody paged; channels that carried the
+        approval are told how it was decided."""
+        incident_id = _incident_id(config)
+        log.info(
+            "incident %s stands down: its alert resolved before anyone decided",
+            incident_id,
+            extra=log_context(incident_id, event="alert_resolved"),
+        )
+        notifications = await self.notify_decision(config, state)
+        ending = {
+            "outcome": {
+                "status": ALERT_RESOLVED,
+                "reason": ALERT_RESOLVED,
+                "at": self.now(config).isoformat(),
+            },
+            **_notified(notifications),
+            **self.event(
+                config,
+                "stand_down",
+                "the alert resolved before a decision: nothing applied, nobody paged",
+            ),
+        }
+        return _with_timeline(self.decision_event(config, state), ending)
+
     async def summarize(self, state: State, config: RunnableConfig) -> Update:
         """The post-incident summary, on every path."""
         outcome = state.get("outcome") or {}
@@ -534,6 +564,16 @@ class IncidentNodes:
         )
 
     # -- routes -------------------------------------------------------------------------------
+
+    @staticmethod
+    def alert_resolved_first(state: State) -> bool:
+        """True if the approval expired because the incident's alert resolved."""
+        approval = state.get("approval") or {}
+        return (
+            approval.get("status") == "expired"
+            and approval.get("decided_by") == ALERTMANAGER_IDENTITY
+            and approval.get("reason") == ALERT_RESOLVED
+        )
 
     @staticmethod
     def after_plan(state: State) -> Literal["dry_run", "escalate"]:

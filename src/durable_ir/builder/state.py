@@ -14,7 +14,7 @@ from durable_ir.rca_loop import RcaState
 
 __all__ = ["EscalationReason", "IncidentState", "Outcome"]
 
-Outcome = Literal["resolved", "escalated"]
+Outcome = Literal["resolved", "escalated", "alert_resolved"]
 EscalationReason = Literal[
     "rca_exhausted",
     "no_plan",
@@ -36,6 +36,8 @@ class IncidentState(RcaState, total=False):
     """ingest: the alert, normalised to :meth:`durable_ir.Alert.as_state`."""
     title: str
     """ingest: one line naming the incident."""
+    alert_links: dict[str, str]
+    """ingest: the alert's http(s) links (runbook, dashboard, source), if it has any."""
     severity: str
     """triage: P0–P3 (the approval node's deadline follows it)."""
     triage: dict[str, Any]
@@ -60,7 +62,7 @@ class IncidentState(RcaState, total=False):
     escalation: dict[str, Any]
     """the node that gives up: ``reason`` (:data:`EscalationReason`) and ``detail``."""
     outcome: dict[str, Any]
-    """resolve / escalate: ``status`` (:data:`Outcome`), ``reason``, ``at``."""
+    """resolve / escalate / stand_down: ``status`` (:data:`Outcome`), ``reason``, ``at``."""
     report: dict[str, Any]
     """summarize: the post-incident summary."""
     timeline: Annotated[list[dict[str, Any]], operator.add]

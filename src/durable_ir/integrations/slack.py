@@ -55,6 +55,8 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from durable_ir.alerts import safe_url
+from durable_ir.decisions import ALERT_RESOLVED, ALERTMANAGER_IDENTITY
 from durable_ir.errors import ConfigurationError, DurableIRError, InvalidInput
 from durable_ir.notifications import IncidentEvent
 from durable_ir.records import ApprovalRecord, ApprovalStatus
@@ -208,7 +210,35 @@ def _summary_blocks(record: ApprovalRecord) -> list[dict[str, Any]]:
             }
         )
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _plan_text(plan)}})
+    links = _links_text(record)
+    if links:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": links}})
     return blocks
+
+
+_LINK_NAMES = {"runbook": "Runbook", "dashboard": "Dashboard", "source": "Alert source"}
+
+
+def _slack_url(url: str) -> str:
+    """An http(s) URL as Slack's ``<url|text>`` can hold it: ``&``, ``<``, ``>`` escaped as
+    Slack asks, and ``|`` (which would end the URL) percent-encoded."""
+    return _escape(url).replace("|", "%7C")
+
+
+def _links_text(record: ApprovalRecord) -> str:
+    """The alert's links (runbook, dashboard, source) as Slack links; only http(s) URLs."""
+    try:
+        links = record.request["action_requests"][0]["args"].get("alert_links")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+    if not isinstance(links, Mapping):
+        return ""
+    parts = [
+        f"<{_slack_url(url)}|{_escape(_LINK_NAMES.get(str(name), str(name)))}>"
+        for name, url in links.items()
+        if isinstance(url, str) and safe_url(url) is not None
+    ]
+    return _truncate("*Links* " + " · ".join(parts), _SECTION_MAX) if parts else ""
 
 
 def approval_blocks(record: ApprovalRecord) -> list[dict[str, Any]]:
@@ -276,6 +306,8 @@ def _event_text(event: IncidentEvent) -> str:
 
 def _decision_text(record: ApprovalRecord) -> str:
     icon = {"approved": "✅", "rejected": "❌", "expired": "⌛"}.get(record.status.value, "•")
+    if record.decided_by == ALERTMANAGER_IDENTITY and record.reason == ALERT_RESOLVED:
+        return "✅ *The alert resolved* before a decision: the plan was not applied, nobody paged"
     text = f"{icon} *Decision*: {record.describe()}"
     if record.reason:
         text += f": {record.reason}"
@@ -330,6 +362,8 @@ class SlackNotifier:
           and say so in its thread → ``{"ts", "thread_ts", "channel"}``. Without an approval
           message for this approval in ``event.earlier``, the decision is posted in the
           incident's thread, or top level if there is none;
+        - ``alert_resolved``: note on the pending approval message that the alert resolved
+          (its buttons stay) and say so in its thread;
         - ``escalated``, ``resolved``: severity, title, incident and reason, in the incident's
           thread (under the approval message, else under a top-level escalation), or top
           level if there is none → ``{"ts", "channel"}`` (and ``"thread_ts"`` for a reply);
@@ -362,6 +396,20 @@ class SlackNotifier:
                 text = f"{text} — {_incident_line(event)}"
         elif event.kind in ("escalated", "resolved"):
             text = _event_text(event)
+        elif event.kind == "alert_resolved":
+            record = _approval_of(event)
+            requested = event.earlier.get("approval_requested") or {}
+            message = requested.get("ts")
+            if (
+                isinstance(message, str)
+                and message
+                and requested.get("approval_id", record.approval_id) == record.approval_id
+            ):
+                await self.mark_alert_resolved(message, record, event.at)
+            text = (
+                f"🔕 *The alert resolved* {_slack_date(event.at)}: this approval may no longer "
+                "be needed (it is still open)."
+            )
         else:
             return None
         if thread is None:
@@ -404,6 +452,27 @@ class SlackNotifier:
             raise SlackError("chat.postMessage answered without a message ts", code="no_ts")
         return ts
 
+    async def mark_alert_resolved(self, ts: str, record: ApprovalRecord, at: datetime) -> None:
+        """Note on the pending approval message ``ts`` that the alert resolved at ``at``;
+        its buttons stay (a person still decides)."""
+        note = {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"🔕 *The alert resolved* {_slack_date(at)}: "
+                    "this plan may no longer be needed.",
+                }
+            ],
+        }
+        blocks = approval_blocks(record)
+        blocks.insert(len(blocks) - 1, note)
+        text = _escape(f"Incident {record.incident_id}: the alert resolved; approval still open")
+        await self._call(
+            "chat.update",
+            lambda: self.client.chat_update(channel=self.channel, ts=ts, text=text, blocks=blocks),
+        )
+
     async def mark_decided(self, ts: str, record: ApprovalRecord) -> None:
         """Replace the buttons of message ``ts`` with who decided what, and when.
 
@@ -421,6 +490,13 @@ class SlackNotifier:
             outcome += f" at {_slack_date(record.decided_at)}"
         if record.reason:
             outcome += f": {_escape(record.reason)}"
+        if record.decided_by == ALERTMANAGER_IDENTITY and record.reason == ALERT_RESOLVED:
+            outcome = (
+                "✅ *The alert resolved* before a decision"
+                + (f" ({_slack_date(record.decided_at)})" if record.decided_at else "")
+                + ": the plan was not applied and nobody was paged"
+                + f" (expired by {ALERTMANAGER_IDENTITY})"
+            )
         blocks = [
             *_summary_blocks(record),
             {"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(outcome, 3000)}]},

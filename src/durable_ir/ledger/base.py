@@ -20,8 +20,10 @@ from typing import Any, get_args
 
 from durable_ir.errors import InvalidInput
 from durable_ir.records import (
+    AlertEvent,
     ApprovalRecord,
     ApprovalStatus,
+    FiringIntake,
     IncidentRecord,
     IncidentState,
     NewApproval,
@@ -43,6 +45,7 @@ __all__ = [
     "VersionCount",
     "as_datetime",
     "check_aware",
+    "check_firing",
     "check_incident_status",
     "check_lease",
     "check_limit",
@@ -228,6 +231,50 @@ class ApprovalLedger(ABC):
         ``opened_at`` or an ``alert`` that is not storable JSON.
         """
 
+    # --- the alert lifecycle (Alertmanager's firings and resolutions) --------------------------
+
+    @abstractmethod
+    async def open_firing(
+        self, new: NewIncident, starts_at: datetime, *, take: OwnershipTake | None = None
+    ) -> FiringIntake:
+        """:meth:`open_incident`, idempotent on the firing (``new.fingerprint``, ``starts_at``).
+
+        Atomic across processes (one lock per fingerprint: PostgreSQL's transaction-scoped
+        advisory lock, SQLite's write lock), in this order:
+
+        0. a *closed* incident has ``new.incident_id``: nothing changes; ``kind`` ``None``
+           (a closed incident is never reopened, nor counted, by its id).
+        1. this firing was seen before: its incident — open *or closed* — counts the alert
+           (``alerts_received``, ``last_alert_at``); nothing is opened or reopened. ``kind``
+           ``"repeated"``.
+        2. an open incident has the fingerprint: the alert attaches to it as in
+           :meth:`open_incident`, and the firing is remembered for it. ``kind`` ``"fired"``.
+        3. a row with ``new.incident_id`` exists: nothing changes; ``kind`` ``None``.
+        4. otherwise the incident is inserted (``created``) and the firing remembered.
+
+        Every case but 0 and 3 appends an :class:`~durable_ir.records.AlertEvent`. Raises
+        :class:`~durable_ir.errors.InvalidInput` as :meth:`open_incident` does, and for a
+        missing fingerprint or a naive ``starts_at``. With ``take``, an incident this call
+        opens is taken as :meth:`open_and_take` does, in the same transaction
+        (``FiringIntake.epoch``). :meth:`open_incident` itself is
+        unchanged (it knows nothing of firings).
+        """
+
+    @abstractmethod
+    async def resolve_firing(
+        self, fingerprint: str, starts_at: datetime, at: datetime
+    ) -> tuple[IncidentRecord | None, bool]:
+        """Record that the firing (``fingerprint``, ``starts_at``) resolved at ``at``.
+
+        Its incident is the one that firing reached, else the open incident with the
+        fingerprint; ``(None, False)`` if there is none (nothing is written). Returns the
+        incident and whether this call recorded the resolution (the first notice for that
+        firing: repeats of the notice add nothing)."""
+
+    @abstractmethod
+    async def alert_events(self, incident_id: str, limit: int = 200) -> list[AlertEvent]:
+        """The newest ``limit`` alert events of ``incident_id``, oldest first."""
+
     @abstractmethod
     async def mark_incident_started(self, incident_id: str, at: datetime) -> None:
         """Record that the incident's first run began at ``at`` (kept if already set; an
@@ -241,7 +288,8 @@ class ApprovalLedger(ABC):
 
         Idempotent: a closed incident keeps its first ``closed_at`` and ``outcome``. Returns
         ``None`` for an unknown id. A closed incident no longer absorbs alerts with its
-        fingerprint: the next :meth:`open_incident` with it opens a new incident.
+        fingerprint: the next :meth:`open_incident` with it opens a new incident (only
+        repeats of a firing it reached attach to it, through :meth:`open_firing`).
         """
 
     @abstractmethod
@@ -561,6 +609,14 @@ def _check_json(name: str, value: object) -> None:
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{name} is not storable JSON: {exc}") from None
     check_json_text(name, value)
+
+
+def check_firing(new: NewIncident, starts_at: object) -> datetime:
+    """Raise :class:`InvalidInput` unless ``new`` is storable and names a firing."""
+    check_new_incident(new)
+    if not new.fingerprint:
+        raise InvalidInput("a firing needs a fingerprint")
+    return check_aware("starts_at", starts_at)
 
 
 def check_new_incident(new: NewIncident) -> None:

@@ -8,27 +8,33 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from durable_ir.errors import InvalidInput
 from durable_ir.ledger.base import (
     ApprovalLedger,
     DecisionWrite,
     VersionCount,
     check_aware,
+    check_firing,
     check_incident_status,
     check_lease,
     check_limit,
     check_new_incident,
     check_notification,
+    check_take,
     error_text,
 )
 from durable_ir.records import (
+    AlertEvent,
     ApprovalRecord,
     ApprovalStatus,
+    FiringIntake,
     IncidentRecord,
     IncidentState,
     NewApproval,
     NewIncident,
     NotificationRecord,
     Ownership,
+    OwnershipTake,
     PendingGroup,
     RunLease,
     StepClaim,
@@ -54,6 +60,8 @@ class MemoryLedger(ApprovalLedger):
         self._notifications: dict[str, NotificationRecord] = {}
         self._owners: dict[str, Ownership] = {}
         self._claims: dict[tuple[str, str, int], StepClaim] = {}
+        self._firings: dict[tuple[str, datetime], str] = {}
+        self._alert_events: dict[str, list[AlertEvent]] = {}
 
     async def setup(self) -> None:
         return None
@@ -304,6 +312,62 @@ class MemoryLedger(ApprovalLedger):
             return False
         self._rows[approval_id] = replace(row, reminders_sent=to, next_due_at=next_due_at)
         return True
+
+    # --- the alert lifecycle (no await inside: each call is atomic on the event loop) -----
+
+    def _count_alert(self, incident_id: str, at: datetime) -> None:
+        row = self._incidents[incident_id]
+        last = row.last_alert_at or row.opened_at
+        self._incidents[incident_id] = replace(
+            row, alerts_received=row.alerts_received + 1, last_alert_at=max(last, at)
+        )
+
+    async def open_firing(
+        self, new: NewIncident, starts_at: datetime, *, take: OwnershipTake | None = None
+    ) -> FiringIntake:
+        if take is not None:
+            check_take(take)
+        key = (str(new.fingerprint), check_firing(new, starts_at).astimezone(UTC))
+        at = new.opened_at.astimezone(UTC)
+        named = self._incidents.get(new.incident_id)
+        if named is not None and not named.is_open:
+            return FiringIntake(False, named, None)  # a closed incident is never reopened by id
+        seen = self._firings.get(key)
+        if seen is not None:
+            self._count_alert(seen, at)
+            self._alert_events.setdefault(seen, []).append(
+                AlertEvent(seen, "repeated", key[0], key[1], at)
+            )
+            return FiringIntake(False, self._incidents[seen], "repeated")
+        if key[0] not in self._open_by_fingerprint and new.incident_id in self._incidents:
+            return FiringIntake(False, self._incidents[new.incident_id], None)
+        created, row, epoch = await self.open_and_take(new, take)
+        self._firings[key] = row.incident_id
+        self._alert_events.setdefault(row.incident_id, []).append(
+            AlertEvent(row.incident_id, "fired", key[0], key[1], at)
+        )
+        return FiringIntake(created, row, "fired", epoch)
+
+    async def resolve_firing(
+        self, fingerprint: str, starts_at: datetime, at: datetime
+    ) -> tuple[IncidentRecord | None, bool]:
+        if not isinstance(fingerprint, str) or not fingerprint:
+            raise InvalidInput("a resolution needs a fingerprint")
+        key = (fingerprint, check_aware("starts_at", starts_at).astimezone(UTC))
+        moment = check_aware("at", at).astimezone(UTC)
+        incident_id = self._firings.get(key) or self._open_by_fingerprint.get(fingerprint)
+        if incident_id is None:
+            return None, False
+        events = self._alert_events.setdefault(incident_id, [])
+        first = not any(
+            e.kind == "resolved" and (e.fingerprint, e.starts_at) == key for e in events
+        )
+        if first:
+            events.append(AlertEvent(incident_id, "resolved", key[0], key[1], moment))
+        return self._incidents[incident_id], first
+
+    async def alert_events(self, incident_id: str, limit: int = 200) -> list[AlertEvent]:
+        return list(self._alert_events.get(incident_id, [])[-check_limit(limit) :])
 
     # --- incident index -----------------------------------------------------------------
 

@@ -177,17 +177,19 @@ class SqlOwnership(ApprovalLedger):
     ) -> int | None:
         check_aware("now", now)
         check_aware("expires_at", expires_at)
-        rows = await self._sql_rows(
-            TAKE,
-            (
-                incident_id,
-                owner,
-                self._sql_time(expires_at),
-                self._sql_time(now),
-                steal_from or _NOBODY,
-            ),
-        )
+        take = OwnershipTake(owner, now, expires_at, steal_from)
+        rows = await self._sql_rows(TAKE, self._take_params(incident_id, take))
         return int(rows[0]["epoch"]) if rows else None
+
+    def _take_params(self, incident_id: str, take: OwnershipTake) -> tuple[Any, ...]:
+        """:data:`TAKE`'s parameters."""
+        return (
+            incident_id,
+            take.owner,
+            self._sql_time(take.expires_at),
+            self._sql_time(take.now),
+            steal_param(take),
+        )
 
     async def renew_ownership(
         self, incident_ids: Sequence[str], owner: str, expires_at: datetime

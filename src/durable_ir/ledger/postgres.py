@@ -47,6 +47,7 @@ from durable_ir.ledger.sql import (
     NOTIFICATION_VALUES,
     SCHEMA_VERSION,
     SqlLedger,
+    SqlSession,
     qualified,
 )
 from durable_ir.records import (
@@ -174,9 +175,33 @@ CREATE TABLE IF NOT EXISTS durable_ir_step_claims (
 """
 """Ownership leases with a fencing epoch, and step claims (migration 2)."""
 
+_LIFECYCLE_V3 = """
+CREATE TABLE IF NOT EXISTS durable_ir_firings (
+    fingerprint text NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    incident_id text NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+);
+
+CREATE TABLE IF NOT EXISTS durable_ir_alert_events (
+    event_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    incident_id text NOT NULL,
+    kind        text NOT NULL CHECK (kind IN ('fired', 'repeated', 'resolved')),
+    fingerprint text NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    at          timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS durable_ir_alert_events_by_incident
+    ON durable_ir_alert_events (incident_id, event_id);
+"""
+"""The alert lifecycle (migration 3): each firing (fingerprint, ``startsAt``) and the
+incident it reached, so that its repeats attach there even after the incident closed; and
+each incident's alert events (fired, repeated, resolved)."""
+
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger", _LEDGER_V1),
     Migration(2, "ownership", _OWNERSHIP_V2),
+    Migration(3, "alert lifecycle", _LIFECYCLE_V3),
 )
 """The schema, in order (see :mod:`durable_ir.ledger.migrations`)."""
 
@@ -300,6 +325,8 @@ _VERSION_KEY = "(graph || chr(31) || coalesce(graph_version, ''))"
 """The SQL twin of :func:`durable_ir.records.version_key`."""
 _INCIDENTS_PKEY = "durable_ir_incidents_pkey"
 
+_LOCK_FINGERPRINT = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)) IS NULL AS locked"
+
 
 _RELAXED = (
     "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))\n"
@@ -402,6 +429,13 @@ class PostgresLedger(SqlLedger):
 
     def _sql_time(self, moment: datetime) -> datetime:
         return moment
+
+    _RETRY_FIRING = (pg_errors.UniqueViolation,)
+
+    async def _lock_fingerprint(self, tx: SqlSession, fingerprint: str) -> None:
+        # Transaction-scoped: released at COMMIT/ROLLBACK, so it is safe behind a
+        # transaction pooler, and nothing outlives the transaction that took it.
+        await tx.rows(_LOCK_FINGERPRINT, (f"durable_ir:firing:{fingerprint}",))
 
     def _sql_json(self, value: Any) -> Jsonb:
         return Jsonb(value)

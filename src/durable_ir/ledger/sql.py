@@ -26,32 +26,39 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from durable_ir.errors import InvalidInput
 from durable_ir.ledger.base import (
     DecisionWrite,
     VersionCount,
     as_datetime,
     check_aware,
+    check_firing,
     check_incident_status,
     check_lease,
     check_limit,
     check_notification,
+    check_take,
     error_text,
     incident_from_row,
     notification_from_row,
     record_from_row,
 )
 from durable_ir.ledger.migrations import MIGRATIONS_TABLE
-from durable_ir.ledger.ownership import SqlOwnership, SqlParams
+from durable_ir.ledger.ownership import TAKE, SqlOwnership, SqlParams
 from durable_ir.records import (
+    AlertEvent,
     ApprovalRecord,
+    FiringIntake,
     IncidentRecord,
     IncidentState,
     NewApproval,
     NewIncident,
     NotificationRecord,
+    OwnershipTake,
     PendingGroup,
     RunLease,
 )
+from durable_ir.text import check_text
 
 __all__ = [
     "APPROVAL_COLUMNS",
@@ -298,6 +305,50 @@ LIST_NOTIFICATIONS = (
 )
 
 
+# --- the alert lifecycle ------------------------------------------------------------------
+
+FIRING_INCIDENT = (
+    "SELECT incident_id FROM durable_ir_firings WHERE fingerprint = %s AND starts_at = %s"
+)
+"""The incident a firing (fingerprint, ``startsAt``) reached, if it was seen before."""
+
+INCIDENT_STATUS = "SELECT status FROM durable_ir_incidents WHERE incident_id = %s"
+
+OPEN_WITH_FINGERPRINT = (
+    "SELECT incident_id FROM durable_ir_incidents WHERE fingerprint = %s AND status = 'open'"
+)
+
+COUNT_ALERT = (
+    "UPDATE durable_ir_incidents SET alerts_received = alerts_received + 1,"
+    " last_alert_at = CASE WHEN last_alert_at < %s THEN %s ELSE last_alert_at END"
+    " WHERE incident_id = %s"
+)
+"""One more alert for an incident, open or closed (its status is left alone)."""
+
+INSERT_INCIDENT = f"INSERT INTO durable_ir_incidents {INCIDENT_VALUES}"
+
+REMEMBER_FIRING = (
+    "INSERT INTO durable_ir_firings (fingerprint, starts_at, incident_id) VALUES (%s, %s, %s)"
+    " ON CONFLICT (fingerprint, starts_at) DO NOTHING"
+)
+
+ALERT_EVENT = (
+    "INSERT INTO durable_ir_alert_events (incident_id, kind, fingerprint, starts_at, at)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+
+RESOLVED_BEFORE = (
+    "SELECT 1 AS found FROM durable_ir_alert_events WHERE incident_id = %s AND kind = 'resolved'"
+    " AND fingerprint = %s AND starts_at = %s"
+)
+
+ALERT_EVENTS = (
+    "SELECT incident_id, kind, fingerprint, starts_at, at FROM (SELECT *"
+    " FROM durable_ir_alert_events WHERE incident_id = %s ORDER BY event_id DESC LIMIT %s)"
+    " AS newest ORDER BY event_id"
+)
+
+
 class SqlSession(Protocol):
     """Statements on one connection, inside the transaction that
     :meth:`SqlLedger._sql_transaction` opened."""
@@ -349,6 +400,15 @@ class SqlLedger(SqlOwnership):
         """Lease the incidents :data:`DUE_RUNS` finds (``only`` filling its ``{only}``) to a
         new owner, so that no concurrent claimer takes the same ones, and return their rows.
         ``params``: the lease's owner and expiry, then those of :data:`DUE_RUNS`."""
+
+    @abstractmethod
+    async def _lock_fingerprint(self, tx: SqlSession, fingerprint: str) -> None:
+        """Inside ``tx``, wait for and take the lock that serialises the firings of
+        ``fingerprint`` across processes until ``tx`` ends."""
+
+    _RETRY_FIRING: ClassVar[tuple[type[Exception], ...]] = ()
+    """Errors after which :meth:`open_firing` tries again (an insert that clashed with a
+    concurrent :meth:`open_incident`, which takes no fingerprint lock)."""
 
     def _sql_datetime(self, value: Any) -> datetime | None:
         return as_datetime(value)
@@ -637,3 +697,91 @@ class SqlLedger(SqlOwnership):
 
     async def list_notifications(self, incident_id: str) -> list[NotificationRecord]:
         return await self._notifications(LIST_NOTIFICATIONS, (incident_id,))
+
+    # --- the alert lifecycle ----------------------------------------------------------------
+
+    async def open_firing(
+        self, new: NewIncident, starts_at: datetime, *, take: OwnershipTake | None = None
+    ) -> FiringIntake:
+        starts_at = check_firing(new, starts_at)
+        if take is not None:
+            check_take(take)
+        fingerprint = str(new.fingerprint)
+        at, start = self._sql_time(new.opened_at), self._sql_time(starts_at)
+        for _ in range(5):
+            epoch = None
+            try:
+                async with self._sql_transaction() as tx:
+                    await self._lock_fingerprint(tx, fingerprint)
+                    outcome = await self._open_firing(tx, new, fingerprint, start, at)
+                    rows = await tx.rows(GET_INCIDENT, (outcome[0],))
+                    if outcome[1] and take is not None:
+                        # The opener takes it in the same transaction: no commit of its own.
+                        taken = await tx.rows(TAKE, self._take_params(new.incident_id, take))
+                        epoch = int(taken[0]["epoch"]) if taken else None
+            except self._RETRY_FIRING:
+                continue  # a concurrent open_incident (no lock) inserted first: look again
+            _, created, kind = outcome
+            return FiringIntake(created, self._incident(rows[0]), kind, epoch)
+        raise RuntimeError(f"could not open incident {new.incident_id}: too many conflicts")
+
+    async def _open_firing(
+        self, tx: SqlSession, new: NewIncident, fingerprint: str, start: Any, at: Any
+    ) -> tuple[str, bool, Any]:
+        named = await tx.rows(INCIDENT_STATUS, (new.incident_id,))
+        if named and named[0]["status"] == "closed":
+            return new.incident_id, False, None  # a closed incident is never reopened by id
+        seen = await tx.rows(FIRING_INCIDENT, (fingerprint, start))
+        if seen:
+            incident_id = str(seen[0]["incident_id"])
+            await tx.write(COUNT_ALERT, (at, at, incident_id))
+            await tx.write(ALERT_EVENT, (incident_id, "repeated", fingerprint, start, at))
+            return incident_id, False, "repeated"
+        found = await tx.rows(OPEN_WITH_FINGERPRINT, (fingerprint,))
+        created = not found
+        if found:
+            incident_id = str(found[0]["incident_id"])
+            await tx.write(COUNT_ALERT, (at, at, incident_id))
+        else:
+            incident_id = new.incident_id
+            if named:
+                return incident_id, False, None
+            await tx.write(INSERT_INCIDENT, self._incident_params(new))
+        await tx.write(REMEMBER_FIRING, (fingerprint, start, incident_id))
+        await tx.write(ALERT_EVENT, (incident_id, "fired", fingerprint, start, at))
+        return incident_id, created, "fired"
+
+    async def resolve_firing(
+        self, fingerprint: str, starts_at: datetime, at: datetime
+    ) -> tuple[IncidentRecord | None, bool]:
+        if not isinstance(fingerprint, str) or not fingerprint:
+            raise InvalidInput("a resolution needs a fingerprint")
+        check_text("fingerprint", fingerprint)
+        start = self._sql_time(check_aware("starts_at", starts_at))
+        moment = self._sql_time(check_aware("at", at))
+        async with self._sql_transaction() as tx:
+            await self._lock_fingerprint(tx, fingerprint)
+            found = await tx.rows(FIRING_INCIDENT, (fingerprint, start))
+            if not found:
+                found = await tx.rows(OPEN_WITH_FINGERPRINT, (fingerprint,))
+            if not found:
+                return None, False
+            incident_id = str(found[0]["incident_id"])
+            first = not await tx.rows(RESOLVED_BEFORE, (incident_id, fingerprint, start))
+            if first:
+                await tx.write(ALERT_EVENT, (incident_id, "resolved", fingerprint, start, moment))
+            rows = await tx.rows(GET_INCIDENT, (incident_id,))
+        return self._incident(rows[0]), first
+
+    async def alert_events(self, incident_id: str, limit: int = 200) -> list[AlertEvent]:
+        rows = await self._sql_rows(ALERT_EVENTS, (incident_id, check_limit(limit)))
+        return [
+            AlertEvent(
+                incident_id=row["incident_id"],
+                kind=row["kind"],
+                fingerprint=row["fingerprint"],
+                starts_at=as_datetime(row["starts_at"]),  # type: ignore[arg-type]
+                at=as_datetime(row["at"]),  # type: ignore[arg-type]
+            )
+            for row in rows
+        ]

@@ -45,6 +45,7 @@ from durable_ir.ledger.sql import (
     LEASE,
     SCHEMA_VERSION,
     SqlLedger,
+    SqlSession,
 )
 from durable_ir.records import (
     ApprovalRecord,
@@ -160,9 +161,33 @@ CREATE TABLE IF NOT EXISTS durable_ir_step_claims (
 """
 """Ownership leases with a fencing epoch, and step claims (migration 2)."""
 
+_LIFECYCLE_V3 = """
+CREATE TABLE IF NOT EXISTS durable_ir_firings (
+    fingerprint TEXT NOT NULL,
+    starts_at   INTEGER NOT NULL,
+    incident_id TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+);
+
+CREATE TABLE IF NOT EXISTS durable_ir_alert_events (
+    event_id    INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('fired', 'repeated', 'resolved')),
+    fingerprint TEXT NOT NULL,
+    starts_at   INTEGER NOT NULL,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS durable_ir_alert_events_by_incident
+    ON durable_ir_alert_events (incident_id, event_id);
+"""
+"""The alert lifecycle (migration 3): each firing (fingerprint, ``startsAt``) and the
+incident it reached, so that its repeats attach there even after the incident closed; and
+each incident's alert events (fired, repeated, resolved)."""
+
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger", _LEDGER_V1),
     Migration(2, "ownership", _OWNERSHIP_V2),
+    Migration(3, "alert lifecycle", _LIFECYCLE_V3),
 )
 """The schema, in order (see :mod:`durable_ir.ledger.migrations`)."""
 
@@ -357,6 +382,10 @@ class SqliteLedger(SqlLedger):
 
     def _sql_time(self, moment: datetime) -> int:
         return to_epoch_us(moment)
+
+    async def _lock_fingerprint(self, tx: SqlSession, fingerprint: str) -> None:
+        """Nothing more to take: the transaction's ``BEGIN IMMEDIATE`` holds SQLite's one
+        write lock, which serialises every writer of the file."""
 
     def _sql_json(self, value: Any) -> str:
         return json.dumps(value)

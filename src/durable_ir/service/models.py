@@ -26,7 +26,10 @@ from durable_ir.incident import IncidentStatus
 from durable_ir.records import ApprovalRecord
 
 __all__ = [
+    "AlertEventEntry",
     "AlertIntakeItem",
+    "AlertRefused",
+    "AlertResolution",
     "AlertsAccepted",
     "Approval",
     "ApproveBody",
@@ -158,6 +161,16 @@ class RcaConclusion(BaseModel):
     attempts: int | None = None
 
 
+class AlertEventEntry(BaseModel):
+    """One line of the incident's alert timeline: a firing reached it (``fired``), the same
+    firing was sent again (``repeated``), or it resolved (``resolved``)."""
+
+    kind: Literal["fired", "repeated", "resolved"]
+    fingerprint: str
+    starts_at: datetime
+    at: datetime
+
+
 class IncidentDetail(IncidentSummary):
     """``GET /incidents/{id}``: the summary, the graph state's highlights, the approval history
     and, once finished, the report."""
@@ -173,22 +186,59 @@ class IncidentDetail(IncidentSummary):
         default_factory=list, description="every approval and its decision, oldest first"
     )
     report: dict[str, Any] | None = None
+    alert_events: list[AlertEventEntry] = Field(
+        default_factory=list, description="the alert timeline (newest 200), oldest first"
+    )
+    alert_resolved_at: datetime | None = Field(
+        None, description="when the alert last resolved (a pending approval may be moot)"
+    )
+    links: dict[str, str] = Field(
+        default_factory=dict, description="runbook, dashboard, source: http(s) URLs"
+    )
+    group_key: str | None = Field(None, description="Alertmanager's groupKey")
 
 
 class AlertIntakeItem(BaseModel):
-    """What happened to one alert: it opened ``incident_id`` (``created``), or was attached
-    to the open incident with the same fingerprint."""
+    """What happened to one firing alert: it opened ``incident_id`` (``created``), or was
+    attached to it — the open incident with its fingerprint (``event`` ``fired``), or the
+    incident this same firing (fingerprint and ``startsAt``) reached before, even a closed
+    one, which stays closed (``event`` ``repeated``)."""
 
+    index: int = Field(description="the alert's place in the webhook's alerts (from 0)")
     incident_id: str
     created: bool
+    event: Literal["fired", "repeated"] = "fired"
+    state: Literal["open", "closed"] = "open"
     fingerprint: str | None = None
     title: str
     severity: str | None = None
     alerts_received: int
 
 
+class AlertResolution(BaseModel):
+    """A resolution notice: noted on the alert timeline of ``incident_id`` (``recorded``:
+    the first notice for that firing), or matching no incident (``incident_id`` null:
+    nothing written, counted in ``ignored``). ``expired_approval``: the pending approval it
+    expired (policy ``expire``)."""
+
+    index: int
+    fingerprint: str
+    incident_id: str | None = None
+    recorded: bool = False
+    expired_approval: str | None = None
+
+
+class AlertRefused(BaseModel):
+    """An alert of the webhook that was refused on its own; its neighbours were not."""
+
+    index: int = Field(description="the alert's place in the webhook's alerts (from 0)")
+    fingerprint: str | None = None
+    reason: str
+
+
 class AlertsAccepted(BaseModel):
-    """``POST /alerts``: one item per firing alert; resolution notices are only counted."""
+    """``POST /alerts``: each alert of the body accepted or refused on its own — firing ones
+    in ``incidents``, resolution notices in ``resolved``, malformed ones in ``refused``."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -196,12 +246,24 @@ class AlertsAccepted(BaseModel):
                 {
                     "incidents": [
                         {
+                            "index": 0,
                             "incident_id": "3f1b2c4d-0000-4000-8000-000000000001",
                             "created": True,
+                            "event": "fired",
+                            "state": "open",
                             "fingerprint": "6d3e0f0c8b0d4b0e9f5c1a2b3c4d5e6f",
                             "title": "HighErrorRate on checkout",
                             "severity": "P1",
                             "alerts_received": 1,
+                        }
+                    ],
+                    "resolved": [],
+                    "refused": [
+                        {
+                            "index": 1,
+                            "fingerprint": "c0ffee0123456789",
+                            "reason": "DiskFull has none of the labels service, app, job,"
+                            " namespace",
                         }
                     ],
                     "created": 1,
@@ -213,9 +275,11 @@ class AlertsAccepted(BaseModel):
     )
 
     incidents: list[AlertIntakeItem]
+    resolved: list[AlertResolution] = Field(default_factory=list)
+    refused: list[AlertRefused] = Field(default_factory=list)
     created: int
     attached: int
-    ignored: int = Field(description="resolution notices, which never open an incident")
+    ignored: int = Field(description="resolution notices that matched no incident")
 
 
 class ApproveBody(BaseModel):

@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from durable_ir.alerts import safe_url
 from durable_ir.approval.deciding import validate_incident_id
 from durable_ir.errors import ConfigurationError, NotFound
 from durable_ir.incident import IncidentStatus, run_status
 from durable_ir.records import ApprovalRecord, IncidentRecord
 from durable_ir.runtime import Runtime
 from durable_ir.service.models import (
+    AlertEventEntry,
     Approval,
     IncidentDetail,
     IncidentSummary,
@@ -159,6 +161,10 @@ async def incident_detail(runtime: Runtime, incident_id: str) -> IncidentDetail:
     fields["severity"] = _text(values.get("severity")) or fields["severity"]
     fields["outcome"] = fields["outcome"] or _text(outcome.get("status"))
     dry_run = values.get("dry_run")
+    events = await ledger.alert_events(incident_id)
+    resolved = [e.at for e in events if e.kind == "resolved"]
+    alert = _alert_of(row, values)
+    links = alert.get("links")
     return IncidentDetail(
         **fields,
         next=next_nodes,
@@ -172,4 +178,22 @@ async def incident_detail(runtime: Runtime, incident_id: str) -> IncidentDetail:
         rca=_rca(values),
         approvals=[Approval.of(a) for a in approvals],
         report=_dict(values.get("report")) if status == "finished" else None,
+        alert_events=[AlertEventEntry.model_validate(e.to_dict()) for e in events],
+        alert_resolved_at=max(resolved) if resolved else None,
+        links={
+            str(k): str(v)
+            for k, v in (links.items() if isinstance(links, Mapping) else ())
+            if safe_url(v) is not None
+        },
+        group_key=_text(alert.get("group_key")),
     )
+
+
+def _alert_of(row: IncidentRecord, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The incident's alert (as :meth:`~durable_ir.Alert.as_state` made it): from the
+    graph state, else the run input the index kept."""
+    alert = values.get("alert")
+    if isinstance(alert, Mapping):
+        return alert
+    given = (row.alert or {}).get("alert")
+    return given if isinstance(given, Mapping) else {}

@@ -172,9 +172,45 @@
     return [el("ul", {}, ...items)];
   }
 
+  // Only http(s) URLs become links (the API keeps no others; this checks again).
+  function safeUrl(url) {
+    return typeof url === "string" && /^https?:\/\/[^\s<>"`{}|\\^]+$/i.test(url) ? url : null;
+  }
+
+  function linksView(links) {
+    const names = { runbook: "Runbook", dashboard: "Dashboard", source: "Alert source" };
+    const items = Object.entries(links || {})
+      .filter(([, url]) => safeUrl(url))
+      .map(([name, url]) =>
+        el("li", {}, el("a", { href: safeUrl(url), rel: "noopener noreferrer", target: "_blank" }, names[name] || name)),
+      );
+    return items.length ? [el("h4", {}, "Links"), el("ul", { class: "links" }, ...items)] : [];
+  }
+
+  function alertEventsView(events) {
+    if (!Array.isArray(events) || events.length === 0) return [];
+    const items = events.map((event) =>
+      el(
+        "li",
+        { class: `alert-${event.kind}` },
+        el("time", { datetime: event.at }, when(event.at)),
+        ` ${event.kind} (fingerprint ${event.fingerprint}, started ${when(event.starts_at)})`,
+      ),
+    );
+    return [el("h4", {}, "Alert timeline"), el("ul", { class: "alert-events" }, ...items)];
+  }
+
+  function resolvedNote(incident) {
+    if (!incident.alert_resolved_at || !incident.pending_approval) return null;
+    const text = `The alert resolved at ${when(incident.alert_resolved_at)}: this plan may no longer be needed.`;
+    return el("p", { class: "alert-resolved", role: "note" }, text);
+  }
+
   function detailView(incident) {
     return [
+      resolvedNote(incident),
       incident.summary ? el("p", { class: "summary" }, incident.summary) : null,
+      ...linksView(incident.links),
       el("h4", {}, "Root-cause analysis"),
       ...rcaView(incident.rca),
       el("h4", {}, "Plan"),
@@ -187,6 +223,7 @@
         el("summary", {}, "Plan and dry run as JSON"),
         el("pre", {}, JSON.stringify({ plan: incident.plan, dry_run: incident.dry_run }, null, 2)),
       ),
+      ...alertEventsView(incident.alert_events),
     ].filter(Boolean);
   }
 

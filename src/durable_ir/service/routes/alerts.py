@@ -8,12 +8,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from durable_ir.alerts import MAX_ALERTS_PER_WEBHOOK, parse_alert
-from durable_ir.errors import InvalidInput
+from durable_ir.alerts import MAX_ALERTS_PER_WEBHOOK, Alert, parse_generic, parse_webhook
+from durable_ir.errors import Conflict, InvalidInput
 from durable_ir.service.auth import Principal
-from durable_ir.service.context import ServiceDep, require
+from durable_ir.service.context import Service, ServiceDep, require
 from durable_ir.service.errors import error_responses
-from durable_ir.service.models import AlertIntakeItem, AlertsAccepted
+from durable_ir.service.models import (
+    AlertIntakeItem,
+    AlertRefused,
+    AlertResolution,
+    AlertsAccepted,
+)
 
 __all__ = ["ALERT_BODY_SCHEMA", "router"]
 
@@ -64,7 +69,10 @@ _ALERTMANAGER = {
                     "startsAt": {"type": "string", "format": "date-time"},
                     "endsAt": {"type": "string"},
                     "fingerprint": {"type": "string"},
-                    "generatorURL": {"type": "string"},
+                    "generatorURL": {
+                        "type": "string",
+                        "description": "kept as the alert's source link if http(s)",
+                    },
                 },
             },
         },
@@ -111,7 +119,7 @@ _EXAMPLES = {
     status_code=202,
     response_model=AlertsAccepted,
     summary="Take alerts in",
-    response_description="every alert indexed; new incidents' first runs go on",
+    response_description="each alert accepted or refused on its own; first runs go on",
     responses=error_responses(401, 403, 413, 422, 503),
     openapi_extra={
         "requestBody": {
@@ -125,10 +133,21 @@ async def post_alerts(
     service: ServiceDep,
     _principal: Annotated[Principal, Depends(require("ingest"))],
 ) -> JSONResponse:
-    """Open an incident per firing alert, or attach the alert to the open incident with the
-    same fingerprint; answered as soon as each alert is indexed (202), while the new
-    incidents' first runs go on. Resolution notices are counted and ignored. Needs the role
-    ``ingest``. A malformed body changes nothing (422)."""
+    """Take each alert of the body on its own, answered as soon as each is indexed (202)
+    while new incidents' first runs go on. Needs the role ``ingest``.
+
+    - a firing alert opens an incident, or attaches to the open incident with its
+      fingerprint, or — the same firing again (fingerprint and ``startsAt``), as
+      Alertmanager re-sends it — attaches to the incident it reached before, even a closed
+      one (counted; never reopened, never a new incident or page);
+    - a resolution notice is noted on its incident's alert timeline (and, with the approval
+      policy ``expire``, expires its pending approval as ``system:alertmanager``); one that
+      matches no incident is counted in ``ignored``;
+    - a malformed alert of an Alertmanager webhook is listed in ``refused`` with its index,
+      and its neighbours are still taken.
+
+    A body that is not JSON, not a webhook or a generic alert, or whose every alert is
+    refused changes nothing (422)."""
     raw = await request.body()
     try:
         payload = json.loads(raw)
@@ -136,19 +155,38 @@ async def post_alerts(
         raise InvalidInput(f"the body is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput("the body is JSON nested too deeply") from None
-    alerts = parse_alert(payload)  # all or nothing: a malformed one refuses the whole body
+    if isinstance(payload, dict) and "alerts" in payload:
+        parsed = parse_webhook(payload)  # a body that is no webhook at all: 422
+        alerts, refused = parsed.alerts, list(parsed.refused)
+    else:
+        alerts, refused = [(0, parse_generic(payload))], []
+    if not alerts:
+        reasons = "; ".join(f"alert {r.index}: {r.reason}" for r in refused[:5])
+        raise InvalidInput(f"every alert of the webhook was refused: {reasons}")
     items: list[AlertIntakeItem] = []
-    ignored = 0
-    for alert in alerts:
-        if alert.status == "resolved":
-            ignored += 1
+    resolutions: list[AlertResolution] = []
+    refusals = [
+        AlertRefused(index=r.index, fingerprint=r.fingerprint, reason=r.reason) for r in refused
+    ]
+    for index, alert in alerts:
+        try:
+            if alert.status == "resolved":
+                resolutions.append(await _resolve(service, index, alert))
+                continue
+            accepted = await service.intake.accept(alert)
+        except (InvalidInput, Conflict) as exc:
+            refusals.append(
+                AlertRefused(index=index, fingerprint=alert.fingerprint, reason=str(exc))
+            )
             continue
-        accepted = await service.intake.accept(alert)
         row = accepted.row
         items.append(
             AlertIntakeItem(
+                index=index,
                 incident_id=row.incident_id,
                 created=accepted.created,
+                event="repeated" if accepted.event == "repeated" else "fired",
+                state=row.status,
                 fingerprint=row.fingerprint,
                 title=row.title or row.incident_id,
                 severity=row.severity,
@@ -157,6 +195,22 @@ async def post_alerts(
         )
     created = sum(1 for item in items if item.created)
     body = AlertsAccepted(
-        incidents=items, created=created, attached=len(items) - created, ignored=ignored
+        incidents=items,
+        resolved=resolutions,
+        refused=sorted(refusals, key=lambda r: r.index),
+        created=created,
+        attached=len(items) - created,
+        ignored=sum(1 for r in resolutions if r.incident_id is None),
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+
+async def _resolve(service: Service, index: int, alert: Alert) -> AlertResolution:
+    intake = await service.intake.resolve(alert)
+    return AlertResolution(
+        index=index,
+        fingerprint=alert.fingerprint,
+        incident_id=intake.incident.incident_id if intake.incident else None,
+        recorded=intake.event == "resolved",
+        expired_approval=intake.expired.approval_id if intake.expired else None,
+    )
