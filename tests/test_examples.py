@@ -323,3 +323,84 @@ def test_the_demo_alert_example_runs_as_written(tmp_path: Path, what: list[str])
     assert detail["rca"]["fault"] == "bad_deploy", detail["rca"]  # as the docs say
     assert [s["action"] for s in detail["plan"]["steps"]] == ["rollback"], detail["plan"]
     assert all(d["ok"] for d in detail["dry_run"]), detail["dry_run"]
+
+
+STACK = EXAMPLES / "prometheus_stack"
+
+
+def test_the_prometheus_stack_example_parses_with_the_real_tools() -> None:
+    """examples/prometheus_stack: Prometheus's own promtool accepts its config and rules,
+    Alertmanager's amtool its config, and serve.toml builds the webhook executor and the
+    Prometheus verifier (the loop itself runs in tests/test_prometheus_stack.py)."""
+    from durable_ir.remediation.prometheus import PrometheusVerifier
+    from durable_ir.remediation.webhook import WebhookExecutor
+    from durable_ir.serve_config import load_serve_config
+    from support.alertmanager import require_alertmanager
+    from support.prometheus import require_prometheus
+
+    require_prometheus()
+    require_alertmanager()
+    checks = [
+        ["/usr/bin/promtool", "check", "config", "prometheus.yml"],  # and its rule files
+        ["/usr/bin/promtool", "check", "rules", "rules.yml"],
+        ["/usr/bin/amtool", "check-config", "alertmanager.yml"],
+    ]
+    for argv in checks:
+        done = subprocess.run(argv, cwd=STACK, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (argv, done.stdout, done.stderr)
+    plan = build_serve_plan(load_serve_config(STACK / "serve.toml"), environ=AnySecret())
+    assert isinstance(plan.components["executor"], WebhookExecutor)
+    assert plan.components["executor"].url == "http://127.0.0.1:9300/remediate"
+    verifier = plan.components["verifier"]
+    assert isinstance(verifier, PrometheusVerifier) and verifier.url.startswith(
+        "http://127.0.0.1:9090/"
+    )
+    assert plan.components["gatherer"].queries["build"].query.change == "deploy"
+    # The files the README's commands name are the ones here.
+    readme = (STACK / "README.md").read_text()
+    for name in ("exporter.py", "prometheus.yml", "alertmanager.yml", "serve.toml"):
+        assert f"examples/prometheus_stack/{name}" in readme, name
+
+
+def test_the_prometheus_stack_exporter_runs_as_a_script(tmp_path: Path) -> None:
+    """exporter.py as README.md starts it: /metrics answers, a deploy breaks checkout, the
+    webhook rolls it back (a token required when one is set)."""
+    from support.service import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, str(STACK / "exporter.py"), "--port", str(port), "--token", "tok"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def metrics() -> str:
+            try:
+                return httpx.get(f"{url}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return ""
+
+        assert 'app_build_info{service="checkout",version="v1.4.0"} 1' in wait_for(
+            metrics, what="the exporter"
+        )
+        deploy = {"service": "checkout", "version": "v1.5.0", "errors_per_s": 8}
+        assert httpx.post(f"{url}/deploy", json=deploy, timeout=5).status_code == 401
+        bearer = {"Authorization": "Bearer tok"}
+        assert httpx.post(f"{url}/deploy", json=deploy, headers=bearer).status_code == 200
+        assert 'version="v1.5.0"' in metrics()
+        step = {"phase": "apply", "incident_id": "i", "action": "rollback",
+                "target": "checkout", "epoch": 1}  # fmt: skip
+        headers = bearer | {"Idempotency-Key": "i/step-1/apply"}
+        first = httpx.post(f"{url}/remediate", json=step, headers=headers, timeout=5).json()
+        again = httpx.post(f"{url}/remediate", json=step, headers=headers, timeout=5).json()
+        assert first["detail"] == "rolled checkout back to v1.4.0", first
+        assert again["ok"] and "already done" in again["detail"], again
+        assert 'version="v1.4.0"' in metrics()
+        stale = httpx.post(f"{url}/remediate", json=step | {"epoch": 0}, headers=bearer)
+        assert stale.status_code == 409, stale.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -5,17 +5,16 @@ back over the RCA loop's window, and CorrelationAnalyzer must name the deploy of
 confidently, citing the evidence. Catalog, deployed at the same time without harm, is the
 healthy negative: no culprit, low confidence, and the analyzer says an LLM analyzer is needed.
 
-The exporter speaks the text exposition format the way client libraries do: counters that
-only grow, and a ``code="500"`` series that exists only from the first error on.
+The exporter (tests/support/exporter.py, the simulated fleet of examples/prometheus_stack)
+speaks the text exposition format the way client libraries do: counters that only grow, and a
+``code="500"`` series that exists only from the first error on.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -24,7 +23,8 @@ from durable_ir.rca import ChangeEvidence, EvidenceWindow, MetricEvidence
 from durable_ir.rca.analyzers import CorrelationAnalyzer
 from durable_ir.rca.gatherers.prometheus import PrometheusGatherer, PromQuery
 from durable_ir.rca_loop import RcaConfig, build_rca_loop
-from support.local_http import LocalHttpServer, serving
+from support.exporter import Exporter
+from support.local_http import serving
 from support.prometheus import PrometheusServer, require_prometheus, running_prometheus
 
 pytestmark = pytest.mark.slow
@@ -32,98 +32,6 @@ pytestmark = pytest.mark.slow
 TIMEOUT = 120.0  # every wait below is bounded by this (monotonic)
 BASELINE_SCRAPES = 40  # healthy samples before the deploy
 FAULT_SCRAPES = 15  # samples of the spike before the alert fires
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-class _Service:
-    """One exporter-side service: requests per second (ok and failed), its version, and its
-    connection pool; counters integrate the rates over monotonic time."""
-
-    def __init__(self, name: str, version: str, ok_rate: float) -> None:
-        self.name = name
-        self.version = version
-        self.ok_rate = ok_rate
-        self.error_rate = 0.0
-        self.ok = 0.0
-        self.errors = 0.0
-        self.seen_errors = False
-        self.last = time.monotonic()
-
-    def advance(self) -> None:
-        now = time.monotonic()
-        elapsed, self.last = now - self.last, now
-        self.ok += self.ok_rate * elapsed
-        self.errors += self.error_rate * elapsed
-        self.seen_errors = self.seen_errors or self.errors > 0
-
-    def exposition(self) -> list[str]:
-        s = f'service="{self.name}"'
-        total = self.ok + self.errors
-        lines = [
-            f'app_build_info{{{s},version="{self.version}"}} 1',
-            f'http_requests_total{{{s},code="200"}} {self.ok:.3f}',
-        ]
-        if self.seen_errors:
-            lines.append(f'http_requests_total{{{s},code="500"}} {self.errors:.3f}')
-        # 90 % of requests under 0.1 s, all under 0.5 s: a steady p99.
-        shares = (0.6, 0.9, 0.98, 1.0, 1.0, 1.0)
-        for le, share in zip(BUCKETS, shares, strict=True):
-            lines.append(f'http_request_duration_seconds_bucket{{{s},le="{le}"}} {total * share}')
-        lines.append(f'http_request_duration_seconds_bucket{{{s},le="+Inf"}} {total}')
-        lines.append(f"http_request_duration_seconds_count{{{s}}} {total}")
-        lines.append(f"db_connections_in_use{{{s}}} {5 + int(total) % 3}")
-        lines.append(f"db_connections_limit{{{s}}} 50")
-        return lines
-
-
-class Exporter(LocalHttpServer):
-    """``/metrics`` for checkout and catalog; ``deploy`` changes a service's version and,
-    with ``errors_per_s``, makes it fail."""
-
-    def __init__(self) -> None:
-        super().__init__(_ExporterHandler)
-        self.lock = threading.Lock()
-        self.services = {
-            "checkout": _Service("checkout", "v1.4.0", ok_rate=20.0),
-            "catalog": _Service("catalog", "v7", ok_rate=12.0),
-        }
-
-    def deploy(self, service: str, version: str, errors_per_s: float = 0.0) -> None:
-        with self.lock:
-            target = self.services[service]
-            target.advance()
-            target.version = version
-            target.error_rate = errors_per_s
-
-    def render(self) -> bytes:
-        with self.lock:
-            lines = ["# TYPE app_build_info gauge", "# TYPE http_requests_total counter"]
-            lines += ["# TYPE http_request_duration_seconds histogram"]
-            lines += ["# TYPE db_connections_in_use gauge", "# TYPE db_connections_limit gauge"]
-            for service in self.services.values():
-                service.advance()
-                lines += service.exposition()
-        return ("\n".join(lines) + "\n").encode()
-
-
-class _ExporterHandler(BaseHTTPRequestHandler):
-    server: Exporter
-
-    def do_GET(self) -> None:
-        if self.path != "/metrics":
-            self.send_error(404)
-            return
-        body = self.server.render()
-        self.send_response(200)
-        self.send_header("content-type", "text/plain; version=0.0.4")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 QUERIES = {
     "errors": PromQuery(
         'sum by (service) (rate(http_requests_total{service="{service}",code=~"5.."}[5s]))',

@@ -22,7 +22,14 @@ from durable_ir.cli import main
 from durable_ir.errors import ConfigurationError
 from durable_ir.rca.analyzers import CorrelationAnalyzer
 from durable_ir.rca.gatherers.routed import RoutedPrometheusGatherer
-from durable_ir.remediation import SuggestOnlyExecutor
+from durable_ir.remediation import (
+    RemediationPlan,
+    RemediationStep,
+    StepContext,
+    SuggestOnlyExecutor,
+)
+from durable_ir.remediation.executor import VerificationContext
+from durable_ir.remediation.prometheus import PrometheusVerifier
 from durable_ir.serve_config import (
     ConfigFileError,
     build_serve_plan,
@@ -564,7 +571,10 @@ async def test_the_example_configs_queries_are_valid_promql_on_a_real_prometheus
         for path in EXAMPLE_CONFIGS:
             data = tomllib.loads(path.read_text())
             data["gatherer"]["base_url"] = prometheus.url
-            plan = build_serve_plan(validate_serve_config(data, source=str(path)), environ={})
+            if "verifier" in data:
+                data["verifier"]["base_url"] = prometheus.url
+            config = validate_serve_config(data, source=str(path))
+            plan = build_serve_plan(config, environ=AnyVariable())
             gatherer = plan.components["gatherer"]
             for name, routed in gatherer.queries.items():
                 alert_name = min(routed.alerts) if routed.alerts else "AnyAlert"
@@ -576,4 +586,95 @@ async def test_the_example_configs_queries_are_valid_promql_on_a_real_prometheus
                 window = EvidenceWindow.ending_at(datetime.now(UTC), timedelta(minutes=15))
                 evidence = await gatherer.gather(alert, window)  # PrometheusError if refused
                 found[f"{path.parent.name}/{path.name}:{name}"] = len(evidence)
+            verifier = plan.components["verifier"]
+            if isinstance(verifier, PrometheusVerifier):  # its checks are valid PromQL too
+                verifier.wait = timedelta(0)
+                for name, check in verifier.checks.items():
+                    alert = {"name": "AnyAlert", "service": min(check.services, default="x")}
+                    context = VerificationContext("inc", alert, RemediationPlan(steps=[STEP_ANY]))
+                    verdict = await verifier.verify(context)
+                    assert "refused the query" not in verdict.detail, (path, name, verdict)
+                    found[f"{path.parent.name}/{path.name}:verify:{name}"] = 1
     assert found["observability/serve.toml:up"] >= 1, found
+    assert "prometheus_stack/serve.toml:verify:error_ratio" in found, found
+
+
+STEP_ANY = RemediationStep(action="restart", target="x")
+
+
+class AnyVariable(dict[str, str]):
+    """An environment in which every variable a config names is set (to a test value)."""
+
+    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
+        return f"test-value-of-{key}"
+
+
+WEBHOOK = """
+[executor]
+kind = "webhook"
+url = "https://automation.example/hooks/durable-ir"
+token_env = "IR_TEST_AUTOMATION"
+retries = 1
+
+[verifier]
+kind = "prometheus"
+wait = "90s"
+interval = 2
+
+[verifier.checks.error_ratio]
+query = 'sum(rate(http_requests_total{service="{service}",code=~"5.."}[1m]))'
+below = 0.05
+services = ["checkout"]
+"""
+
+
+def test_a_webhook_executor_and_a_prometheus_verifier() -> None:
+    from durable_ir.remediation.prometheus import PrometheusVerifier
+    from durable_ir.remediation.webhook import WebhookExecutor
+
+    config = parse_serve_config(MINIMAL + WEBHOOK, source="serve.toml")
+    plan = build_serve_plan(config, environ={"IR_TEST_AUTOMATION": "auto-SECRET"})
+    executor, verifier = plan.components["executor"], plan.components["verifier"]
+    assert isinstance(executor, WebhookExecutor) and executor.retries == 1
+    assert executor.headers(StepContext("i", {}, 1))["Authorization"] == "Bearer auto-SECRET"
+    assert isinstance(verifier, PrometheusVerifier)
+    assert verifier.url == "http://127.0.0.1:9090/api/v1/query"  # the gatherer's Prometheus
+    assert verifier.wait == timedelta(seconds=90) and set(verifier.checks) == {"error_ratio"}
+    assert plan.graph.parts.verifier is verifier
+    choices = dict(plan.choices)
+    assert (
+        choices["executor"]
+        == "webhook: each step POSTed to https://automation.example/hooks/durable-ir"
+    )
+    assert choices["verifier"].startswith("Prometheus at http://127.0.0.1:9090 (1 recovery check")
+    assert "SECRET" not in repr(plan) + "\n".join(plan.describe())
+    # The token's variable must be set.
+    assert "executor.token_env: the environment variable IR_TEST_AUTOMATION is not set" in (
+        problem(MINIMAL + WEBHOOK)
+    )
+
+
+def test_webhook_and_verifier_mistakes_are_named() -> None:
+    env = {"IR_TEST_AUTOMATION": "t"}
+    assert "executor.url: must be an http:// or https:// URL" in problem(
+        MINIMAL + WEBHOOK.replace("https://automation.example", "automation.example"), env
+    )
+    assert "executor.token: secrets are not written in the config file" in problem(
+        MINIMAL + WEBHOOK.replace('token_env = "IR_TEST_AUTOMATION"', 'token = "abc"'), env
+    )
+    assert "verifier.checks.error_ratio: needs exactly one of below or above" in problem(
+        MINIMAL + WEBHOOK.replace("below = 0.05", ""), env
+    )
+    assert "verifier.checks.error_ratio: needs exactly one of below or above" in problem(
+        MINIMAL + WEBHOOK.replace("below = 0.05", "below = 0.05\nabove = 0.01"), env
+    )
+    assert "verifier.wait: must be a duration" in problem(
+        MINIMAL + WEBHOOK.replace('"90s"', '"soon"'), env
+    )
+    suggest_only = MINIMAL + WEBHOOK.replace('kind = "webhook"', 'kind = "suggest_only"')
+    suggest_only = suggest_only.replace('url = "https://automation.example/hooks/durable-ir"\n', "")
+    suggest_only = suggest_only.replace('token_env = "IR_TEST_AUTOMATION"\nretries = 1\n', "")
+    assert "verifier: the suggest-only executor applies nothing" in problem(suggest_only, env)
+    assert "serve.toml: verifier.kind: missing (required): prometheus" in problem(
+        MINIMAL + WEBHOOK.replace('kind = "prometheus"\nwait', "wait"), env
+    )

@@ -159,6 +159,8 @@ class QuerySection(_Section):
     baseline: float | None = None
     limit: float | None = None
     service_label: str = "service"
+    change: Literal["deploy", "config", "infra", "certificate", "other"] | None = None
+    version_label: str = "version"
     services: list[str] = Field(default_factory=list)
     alerts: list[str] = Field(default_factory=list)
 
@@ -210,9 +212,42 @@ class ImportedExecutorSection(_Section):
     options_env: dict[str, EnvName] = Field(default_factory=dict)
 
 
+class WebhookExecutorSection(_Section):
+    """``[executor] kind = "webhook"``: each step POSTed to an automation endpoint."""
+
+    kind: Literal["webhook"]
+    url: HttpUrl
+    timeout: Seconds = 30.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    backoff: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 1.0
+    token_env: EnvName | None = None
+
+
 ExecutorSection = Annotated[
-    SuggestOnlyExecutorSection | ImportedExecutorSection, Field(discriminator="kind")
+    SuggestOnlyExecutorSection | ImportedExecutorSection | WebhookExecutorSection,
+    Field(discriminator="kind"),
 ]
+
+
+class RecoveryCheckSection(_Section):
+    query: Annotated[str, Field(min_length=1, max_length=10_000)]
+    below: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    above: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    absent_ok: bool = False
+    services: list[str] = Field(default_factory=list)
+    alerts: list[str] = Field(default_factory=list)
+
+
+class PrometheusVerifierSection(_Section):
+    """``[verifier] kind = "prometheus"``: after apply, the symptom read back until it holds."""
+
+    kind: Literal["prometheus"]
+    base_url: HttpUrl | None = None
+    wait: Duration = "2m"
+    interval: Seconds = 5.0
+    timeout: Seconds = 10.0
+    bearer_token_env: EnvName | None = None
+    checks: dict[str, RecoveryCheckSection] = Field(min_length=1)
 
 
 class PagerDutySection(_Section):
@@ -245,11 +280,12 @@ class ServeConfig(_Section):
     gatherer: PrometheusSection | None = None
     analyzer: AnalyzerSection | None = None
     executor: ExecutorSection | None = None
+    verifier: PrometheusVerifierSection | None = None
     integrations: IntegrationsSection | None = None
 
 
-_TAGGED = {"analyzer", "executor", "gatherer"}
-_TAGS = {"offline", "anthropic", "chat_model", "suggest_only", "import", "prometheus"}
+_TAGGED = {"analyzer", "executor", "gatherer", "verifier"}
+_TAGS = {"offline", "anthropic", "chat_model", "suggest_only", "import", "webhook", "prometheus"}
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -286,6 +322,8 @@ def _problem(error: Mapping[str, Any]) -> str:
             )
         return f"{where}: unknown key"
     if kind == "missing":
+        if loc == ("verifier", "kind"):  # one kind today, so no tagged union names them
+            return f"{where}: missing (required): prometheus"
         return f"{where}: missing (required)"
     if _names_a_variable(loc):
         # Never echo it: a secret pasted where its variable's name belongs is the likely case.
@@ -296,7 +334,8 @@ def _problem(error: Mapping[str, Any]) -> str:
     if kind == "union_tag_not_found":
         kinds = {
             "analyzer": "offline, anthropic or chat_model",
-            "executor": "suggest_only or import",
+            "executor": "suggest_only, webhook or import",
+            "verifier": "prometheus",
         }.get(str(loc[0]), "see docs/service.md")
         return f"{where}.kind: missing (required): {kinds}"
     if kind in ("model_type", "dict_type"):
@@ -370,7 +409,7 @@ def _combination_problems(config: ServeConfig) -> list[str]:
 def _section_problems(config: ServeConfig) -> list[str]:
     builder_parts = [
         name
-        for name in ("gatherer", "analyzer", "executor", "integrations")
+        for name in ("gatherer", "analyzer", "executor", "verifier", "integrations")
         if getattr(config, name) is not None
     ]
     graph = config.graph
@@ -408,6 +447,7 @@ def _section_problems(config: ServeConfig) -> list[str]:
             '[gatherer] kind = "prometheus" with base_url and queries (or set graph.factory, '
             "or [demo])"
         )
+    problems += _verifier_problems(config)
     if graph is not None and graph.rca is not None:
         rca = graph.rca
         windows = len(rca.windows) if rca.windows is not None else 3
@@ -420,6 +460,26 @@ def _section_problems(config: ServeConfig) -> list[str]:
             lengths = [_duration(w) for w in rca.windows]
             if not lengths or any(b <= a for a, b in itertools.pairwise(lengths)):
                 problems.append("graph.rca.windows: must be strictly widening, e.g. 15m, 1h, 6h")
+    return problems
+
+
+def _verifier_problems(config: ServeConfig) -> list[str]:
+    verifier = config.verifier
+    if verifier is None:
+        return []
+    problems = [
+        f"verifier.checks.{name}: needs exactly one of below or above (the bound every "
+        "series must meet once recovered)"
+        for name, check in verifier.checks.items()
+        if (check.below is None) == (check.above is None)
+    ]
+    if verifier.base_url is None and config.gatherer is None:
+        problems.append("verifier.base_url: missing (required): there is no [gatherer] to share")
+    if isinstance(config.executor, SuggestOnlyExecutorSection) or config.executor is None:
+        problems.append(
+            "verifier: the suggest-only executor applies nothing, so there is nothing to "
+            'verify; use [executor] kind = "webhook" (or "import"), or remove [verifier]'
+        )
     return problems
 
 
@@ -595,6 +655,7 @@ def _builder_plan(
     gatherer, gatherer_text = _gatherer(config.gatherer, env, source)
     analyzer, analyzer_text = _analyzer(config.analyzer, env, source)
     executor, executor_text = _executor(config.executor, env, source)
+    verifier, verifier_text = _verifier(config, env, source)
     notifiers, notifier_text, signing_secret = _notifiers(config.integrations, env, source)
     rca = section.rca or RcaSection()
     rca_options: dict[str, Any] = {
@@ -628,6 +689,7 @@ def _builder_plan(
         gatherer=gatherer,
         analyzer=analyzer,
         executor=executor,
+        verifier=verifier,
         allow_list=_made(
             "graph.allow_list", source, AllowList, allow.actions, targets=allow.targets
         ),
@@ -646,6 +708,7 @@ def _builder_plan(
             "gatherer": gatherer,
             "analyzer": analyzer,
             "executor": executor,
+            "verifier": verifier if verifier is not None else executor,
             "notifiers": tuple(notifiers),
         },
         choices=(
@@ -657,6 +720,7 @@ def _builder_plan(
             ("gatherer", gatherer_text),
             ("analyzer", analyzer_text),
             ("executor", executor_text),
+            ("verifier", verifier_text),
             ("notifiers", notifier_text),
         ),
     )
@@ -688,6 +752,8 @@ def _gatherer(section: PrometheusSection, env: Mapping[str, str], source: str) -
                 baseline=q.baseline,
                 limit=q.limit,
                 service_label=q.service_label,
+                change=q.change,
+                version_label=q.version_label,
             )
         except ConfigurationError as exc:
             raise ConfigFileError(source, [f"gatherer.queries.{name}: {exc}"]) from None
@@ -752,7 +818,7 @@ def _analyzer(
 
 
 def _executor(
-    section: SuggestOnlyExecutorSection | ImportedExecutorSection | None,
+    section: SuggestOnlyExecutorSection | ImportedExecutorSection | WebhookExecutorSection | None,
     env: Mapping[str, str],
     source: str,
 ) -> tuple[Any, str]:
@@ -760,6 +826,23 @@ def _executor(
 
     if section is None or isinstance(section, SuggestOnlyExecutorSection):
         return SuggestOnlyExecutor(), "suggest-only: approved plans are handed to a person"
+    if isinstance(section, WebhookExecutorSection):
+        from durable_ir.remediation.webhook import WebhookExecutor
+
+        token = None
+        if section.token_env is not None:
+            token = _secret(env, section.token_env, "executor.token_env", source)
+        webhook = _made(
+            "executor",
+            source,
+            WebhookExecutor,
+            section.url,
+            token=token,
+            timeout=section.timeout,
+            retries=section.retries,
+            backoff=section.backoff,
+        )
+        return webhook, f"webhook: each step POSTed to {section.url}"
     factory = _import(section.factory, "executor.factory", source)
     options = _options(section.options, section.options_env, env, "executor", source)
     executor = _call(factory, options, "executor.factory", source, "with executor.options")
@@ -772,6 +855,54 @@ def _executor(
             ],
         )
     return executor, section.factory
+
+
+def _verifier(config: ServeConfig, env: Mapping[str, str], source: str) -> tuple[Any, str]:
+    """The ``[verifier]``'s verifier, or ``None``: the executor verifies (suggest-only: never
+    healthy; webhook: never healthy, configure one; imported: its own ``verify``)."""
+    section = config.verifier
+    if section is None:
+        return None, "the executor's own"
+    from durable_ir.remediation.prometheus import PrometheusVerifier, RecoveryCheck
+
+    base_url = section.base_url
+    if base_url is None:
+        assert config.gatherer is not None  # checked on load
+        base_url = config.gatherer.base_url
+    headers = {}
+    if section.bearer_token_env is not None:
+        token = _secret(env, section.bearer_token_env, "verifier.bearer_token_env", source)
+        headers["Authorization"] = f"Bearer {token}"
+    checks = {
+        name: _made(
+            f"verifier.checks.{name}",
+            source,
+            RecoveryCheck,
+            c.query,
+            below=c.below,
+            above=c.above,
+            services=frozenset(c.services),
+            alerts=frozenset(c.alerts),
+            absent_ok=c.absent_ok,
+        )
+        for name, c in section.checks.items()
+    }
+    verifier = _made(
+        "verifier",
+        source,
+        PrometheusVerifier,
+        base_url,
+        checks,
+        wait=_duration(section.wait),
+        interval=timedelta(seconds=section.interval),
+        timeout=section.timeout,
+        headers=headers,
+    )
+    count = len(checks)
+    return verifier, (
+        f"Prometheus at {base_url} ({count} recovery check{'' if count == 1 else 's'}, "
+        f"waiting up to {section.wait})"
+    )
 
 
 def _notifiers(

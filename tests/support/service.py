@@ -118,9 +118,14 @@ class ServiceProcess:
     """``durable-ir serve`` in a child process (``kill()`` is SIGKILL)."""
 
     def __init__(
-        self, database_url: str, *args: str, env: dict[str, str] | None = None, log: Path
+        self,
+        database_url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log: Path,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log_file = log.open("ab")
