@@ -9,10 +9,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sys
 from typing import Any
 
 __all__ = [
@@ -73,18 +71,15 @@ durable_ir.demo.agent:build_demo_graph; got 'no-colon'
     from langgraph.graph.state import CompiledStateGraph
 
     from durable_ir.builder import IncidentGraphBuilder
+    from durable_ir.imports import import_object
 
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise CliError(
             f"--graph must be module:attribute, e.g. {DEFAULT_GRAPH}; got {spec!r}", EXIT_USAGE
         )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
+        target = import_object(spec)
     except (ImportError, AttributeError) as exc:
         raise CliError(f"--graph {spec}: {exc}", EXIT_USAGE) from None
     graph_types = (StateGraph, CompiledStateGraph)

@@ -40,10 +40,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import os
-import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from durable_ir.errors import ConfigurationError
+from durable_ir.imports import import_object
 
 __all__ = [
     "CONFIG_ENV",
@@ -529,12 +528,8 @@ class ServePlan:
 
 def _import(spec: str, where: str, source: str) -> Any:
     module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
+        target = import_object(spec)
     except ImportError as exc:
         raise ConfigFileError(source, [f"{where}: cannot import {spec!r}: {exc}"]) from None
     except AttributeError:
