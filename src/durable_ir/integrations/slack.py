@@ -314,6 +314,19 @@ def _decision_text(record: ApprovalRecord) -> str:
     return text
 
 
+def _approval_message(event: IncidentEvent, record: ApprovalRecord) -> str | None:
+    """The ``ts`` of ``record``'s approval message, to update in place. ``earlier`` holds the
+    incident's latest approval message: it is this approval's if its ``approval_id`` says so
+    (or it predates ``approval_id`` in the result); else ``None``."""
+    requested = event.earlier.get("approval_requested") or {}
+    message = requested.get("ts")
+    if not isinstance(message, str) or not message:
+        return None
+    return (
+        message if requested.get("approval_id", record.approval_id) == record.approval_id else None
+    )
+
+
 def _thread_root(earlier: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The ``ts`` of the incident's thread: the approval request's, else a top-level
     escalation's (a reply's result carries its ``thread_ts``)."""
@@ -381,15 +394,8 @@ class SlackNotifier:
         thread = _thread_root(event.earlier)
         if event.kind == "decided":
             record = _approval_of(event)
-            requested = event.earlier.get("approval_requested") or {}
-            message = requested.get("ts")
-            # earlier holds the incident's latest approval message: only mark it decided if
-            # it is this approval's (or predates approval_id in the result).
-            if (
-                isinstance(message, str)
-                and message
-                and requested.get("approval_id", record.approval_id) == record.approval_id
-            ):
+            message = _approval_message(event, record)
+            if message is not None:
                 await self.mark_decided(message, record)
             text = _decision_text(record)
             if thread is None:
@@ -398,13 +404,8 @@ class SlackNotifier:
             text = _event_text(event)
         elif event.kind == "alert_resolved":
             record = _approval_of(event)
-            requested = event.earlier.get("approval_requested") or {}
-            message = requested.get("ts")
-            if (
-                isinstance(message, str)
-                and message
-                and requested.get("approval_id", record.approval_id) == record.approval_id
-            ):
+            message = _approval_message(event, record)
+            if message is not None:
                 await self.mark_alert_resolved(message, record, event.at)
             text = (
                 f"🔕 *The alert resolved* {_slack_date(event.at)}: this approval may no longer "
