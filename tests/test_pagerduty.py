@@ -168,13 +168,31 @@ async def test_429_is_retried_with_backoff_and_retry_after(
     assert pd.open_alerts() == ["durable-ir:inc-4"]
 
 
-async def test_429_past_max_retries_raises(pd: PagerDutyApi, sleeps: list[float]) -> None:
+async def test_429s_do_not_count_against_max_retries(pd: PagerDutyApi, sleeps: list[float]) -> None:
+    """A rate limit delays a page; it does not lose it (an alert storm meets the limit)."""
+    pd.scripted = [RATE_LIMITED] * 6
+    key = await notifier(pd, sleeps, max_retries=2).trigger("inc-5", "s", "P3", "src")
+    assert key == "durable-ir:inc-5" and pd.open_alerts() == [key]
+    assert len(pd.received) == 7 and sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+async def test_429s_past_the_throttle_patience_raise(pd: PagerDutyApi, sleeps: list[float]) -> None:
     pd.scripted = [RATE_LIMITED] * 10
-    with pytest.raises(PagerDutyError, match="429") as caught:
-        await notifier(pd, sleeps, max_retries=2).trigger("inc-5", "s", "P3", "src")
+    with pytest.raises(PagerDutyError, match="still throttled") as caught:
+        await notifier(pd, sleeps, throttle_patience=10).trigger("inc-5", "s", "P3", "src")
     assert caught.value.status == 429
-    assert len(pd.received) == 3 and len(sleeps) == 2
-    assert pd.alerts == {}
+    assert sleeps == [0.5, 1.0, 2.0, 4.0]  # the next wait (8 s) would pass 10 s in all
+    assert len(pd.received) == 5 and pd.alerts == {}
+
+
+async def test_5xx_past_max_retries_raise_whatever_429s_came_first(
+    pd: PagerDutyApi, sleeps: list[float]
+) -> None:
+    unavailable = (503, {"status": "unavailable", "message": "try again"}, {})
+    pd.scripted = [RATE_LIMITED, RATE_LIMITED, unavailable, unavailable, unavailable]
+    with pytest.raises(PagerDutyError, match="gave up after 5 attempts") as caught:
+        await notifier(pd, sleeps, max_retries=2).trigger("inc-5", "s", "P3", "src")
+    assert caught.value.status == 503 and len(sleeps) == 4
 
 
 async def test_400_raises_without_retry(pd: PagerDutyApi, sleeps: list[float]) -> None:

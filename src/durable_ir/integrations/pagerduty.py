@@ -13,7 +13,11 @@ incident by POSTing events to ``/v2/enqueue``. Guarantees:
   :class:`~durable_ir.errors.ConfigurationError`.
 - **Retries.** 429 and 5xx answers and network errors are retried with exponential backoff
   (``backoff * 2**attempt``), honouring ``Retry-After`` when present, every wait capped at
-  ``max_delay``; after ``max_retries`` retries, :class:`PagerDutyError`. A 400 (invalid event)
+  ``max_delay``. 5xx answers and network errors give up after ``max_retries`` retries with
+  :class:`PagerDutyError`; a 429 (PagerDuty's rate limit, about 120 events a minute per
+  routing key: an alert storm reaches it) is not a failure of the event, so it does not count
+  against ``max_retries``: it is retried until ``throttle_patience`` seconds of waiting in all
+  (300 by default), so that a page is delayed by the limit rather than lost. A 400 (invalid event)
   or another 4xx is a :class:`PagerDutyError` at once, with PagerDuty's message and errors,
   and is never retried: the same event would be refused again.
 - The summary is truncated to PagerDuty's 1024 characters (ending in ``…``).
@@ -203,6 +207,7 @@ class PagerDutyNotifier:
         max_retries: int = 4,
         backoff: float = 0.5,
         max_delay: float = 30.0,
+        throttle_patience: float = 300.0,
         timeout: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Clock = system_clock,
@@ -215,7 +220,11 @@ class PagerDutyNotifier:
             raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be an int ≥ 0, got {max_retries!r}")
-        for option, value in (("backoff", backoff), ("max_delay", max_delay)):
+        for option, value in (
+            ("backoff", backoff),
+            ("max_delay", max_delay),
+            ("throttle_patience", throttle_patience),
+        ):
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigurationError(f"{option} must be a number ≥ 0, got {value!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
@@ -232,6 +241,7 @@ class PagerDutyNotifier:
         self.max_retries = max_retries
         self.backoff = float(backoff)
         self.max_delay = float(max_delay)
+        self.throttle_patience = float(throttle_patience)
         self.timeout = float(timeout)
         self._client = client
         self._sleep = sleep
@@ -338,7 +348,9 @@ class PagerDutyNotifier:
 
     async def _deliver(self, client: httpx.AsyncClient, event: dict[str, Any], key: str) -> str:
         action = event["event_action"]
-        attempt = 0
+        attempt = 0  # every failed attempt: the backoff's exponent
+        failures = 0  # those that were not 429s: bounded by max_retries
+        throttled_for = 0.0  # seconds waited on 429s: bounded by throttle_patience
         while True:
             retry_after: float | None = None
             try:
@@ -361,12 +373,23 @@ class PagerDutyNotifier:
                 if status != 429 and status < 500:
                     raise PagerDutyError(problem, status=status, errors=errors)
                 retry_after = _retry_after(response)
-            if attempt >= self.max_retries:
+            delay = self.backoff * 2**attempt if retry_after is None else retry_after
+            delay = min(delay, self.max_delay)
+            if status == 429:
+                if throttled_for + delay > self.throttle_patience:
+                    raise PagerDutyError(
+                        f"{problem}; still throttled after {attempt + 1} attempts and "
+                        f"{throttled_for:.0f}s of waiting (throttle_patience "
+                        f"{self.throttle_patience:.0f}s)",
+                        status=status,
+                    )
+                throttled_for += delay
+            elif failures >= self.max_retries:
                 raise PagerDutyError(
                     f"{problem}; gave up after {attempt + 1} attempts", status=status
                 )
-            delay = self.backoff * 2**attempt if retry_after is None else retry_after
-            delay = min(delay, self.max_delay)
+            else:
+                failures += 1
             log.warning("%s; retrying in %.2fs", problem, delay)
             attempt += 1
             await self._sleep(delay)
