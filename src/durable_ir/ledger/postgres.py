@@ -325,6 +325,28 @@ _VERSION_KEY = "(graph || chr(31) || coalesce(graph_version, ''))"
 """The SQL twin of :func:`durable_ir.records.version_key`."""
 _INCIDENTS_PKEY = "durable_ir_incidents_pkey"
 
+_REPEAT_OF_KNOWN_FIRING = f"""
+WITH seen AS (
+    SELECT f.incident_id FROM durable_ir_firings f
+     WHERE f.fingerprint = %(fingerprint)s AND f.starts_at = %(start)s
+       AND NOT EXISTS (SELECT 1 FROM durable_ir_incidents n
+                        WHERE n.incident_id = %(named)s AND n.status = 'closed')
+), counted AS (
+    UPDATE durable_ir_incidents AS i
+       SET alerts_received = i.alerts_received + 1,
+           last_alert_at = CASE WHEN i.last_alert_at < %(at)s THEN %(at)s ELSE i.last_alert_at END
+      FROM seen WHERE i.incident_id = seen.incident_id
+    RETURNING {qualified("i", INCIDENT_COLUMNS)}
+), noted AS (
+    INSERT INTO durable_ir_alert_events (incident_id, kind, fingerprint, starts_at, at)
+    SELECT incident_id, 'repeated', %(fingerprint)s, %(start)s, %(at)s FROM counted
+)
+SELECT * FROM counted
+"""
+"""A repeat of a known firing in one statement: count it on its incident (open or closed)
+and note it on the timeline — unless the incident named by id is closed (then the whole path
+of ``open_firing`` answers, as for any case it does not cover)."""
+
 _LOCK_FINGERPRINT = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)) IS NULL AS locked"
 
 
@@ -429,6 +451,15 @@ class PostgresLedger(SqlLedger):
 
     def _sql_time(self, moment: datetime) -> datetime:
         return moment
+
+    async def _repeat_of_known_firing(
+        self, new: NewIncident, fingerprint: str, start: Any, at: Any
+    ) -> IncidentRecord | None:
+        rows = await self._sql_rows(
+            _REPEAT_OF_KNOWN_FIRING,
+            {"fingerprint": fingerprint, "start": start, "named": new.incident_id, "at": at},
+        )
+        return self._incident(rows[0]) if rows else None
 
     _RETRY_FIRING = (pg_errors.UniqueViolation,)
 

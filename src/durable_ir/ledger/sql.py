@@ -406,6 +406,16 @@ class SqlLedger(SqlOwnership):
         """Inside ``tx``, wait for and take the lock that serialises the firings of
         ``fingerprint`` across processes until ``tx`` ends."""
 
+    async def _repeat_of_known_firing(
+        self, new: NewIncident, fingerprint: str, start: Any, at: Any
+    ) -> IncidentRecord | None:
+        """The common case of :meth:`open_firing` (a repeat of a firing already seen, which
+        Alertmanager re-sends with every group notification) without its transaction and
+        lock, where a backend can do it in one statement: the incident it counted and noted
+        the repeat on, or ``None`` to take the whole path. A firing's row never changes once
+        written, so no lock is needed to act on it. Default: ``None``."""
+        return None
+
     _RETRY_FIRING: ClassVar[tuple[type[Exception], ...]] = ()
     """Errors after which :meth:`open_firing` tries again (an insert that clashed with a
     concurrent :meth:`open_incident`, which takes no fingerprint lock)."""
@@ -708,6 +718,9 @@ class SqlLedger(SqlOwnership):
             check_take(take)
         fingerprint = str(new.fingerprint)
         at, start = self._sql_time(new.opened_at), self._sql_time(starts_at)
+        repeated = await self._repeat_of_known_firing(new, fingerprint, start, at)
+        if repeated is not None:
+            return FiringIntake(False, repeated, "repeated")
         for _ in range(5):
             epoch = None
             try:
