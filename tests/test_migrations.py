@@ -102,14 +102,17 @@ def scratch_postgres(postgres_server: str) -> Iterator[str]:
         drop_database(url)
 
 
-def _previous_release_schema(backend: str, database_url: str, tmp_path: Path) -> dict[str, Any]:
-    """The schema the frozen DDL of the previous release makes, read back."""
-    ddl = (FIXTURES / f"{backend}.sql").read_text()
+def _frozen_schema(
+    backend: str, database_url: str, tmp_path: Path, release: str = ""
+) -> dict[str, Any]:
+    """The schema a frozen DDL makes, read back: the previous release's (``release`` empty)
+    or schema version 2's (``release="v2_"``)."""
+    ddl = (FIXTURES / f"{release}{backend}.sql").read_text()
     if backend == "postgres":
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(ddl)
         return _postgres_schema(database_url)
-    path = str(tmp_path / "previous.db")
+    path = str(tmp_path / f"{release or 'previous'}.db")
     with sqlite3.connect(path) as conn:
         conn.executescript(ddl)
     return _sqlite_schema(path)
@@ -152,7 +155,7 @@ async def test_a_previous_release_database_with_paused_incidents_upgrades_in_pla
         assert await rt.store.ledger.schema_version() == len(migrations)
     _roll_back_to_previous_release(backend, target)
     reader = _postgres_schema if backend == "postgres" else _sqlite_schema
-    previous = _previous_release_schema(backend, scratch, tmp_path)
+    previous = _frozen_schema(backend, scratch, tmp_path)
     assert reader(target) == previous, "the rolled-back database is not the previous release's"
 
     # Today's code opens it: it migrates, and the paused incidents decide and finish.
@@ -174,19 +177,6 @@ async def test_a_previous_release_database_with_paused_incidents_upgrades_in_pla
             assert [(c.key, c.ok) for c in claims] == [
                 (f"{incident}/step-{n}/apply", True) for n in range(1, STEPS + 1)
             ]
-
-
-def _previous_v2_schema(backend: str, database_url: str, tmp_path: Path) -> dict[str, Any]:
-    """The schema the frozen DDL of schema version 2 makes, read back."""
-    ddl = (FIXTURES / f"v2_{backend}.sql").read_text()
-    if backend == "postgres":
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(ddl)
-        return _postgres_schema(database_url)
-    path = str(tmp_path / "v2.db")
-    with sqlite3.connect(path) as conn:
-        conn.executescript(ddl)
-    return _sqlite_schema(path)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -221,7 +211,7 @@ async def test_a_version_2_database_with_incidents_upgrades_to_the_alert_lifecyc
                 conn.execute(drop)
     reader = _postgres_schema if backend == "postgres" else _sqlite_schema
     lease = ("durable_ir_setup_lease",)
-    v2 = _without(_previous_v2_schema(backend, scratch, tmp_path), lease)
+    v2 = _without(_frozen_schema(backend, scratch, tmp_path, "v2_"), lease)
     assert _without(reader(target), lease) == v2, "the rolled-back database is not v2's"
 
     async with open_runtime(url) as rt:
