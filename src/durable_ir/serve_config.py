@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from durable_ir.errors import ConfigurationError
 from durable_ir.imports import import_object
+from durable_ir.rca.evidence import ChangeKind
 
 __all__ = [
     "CONFIG_ENV",
@@ -158,7 +159,7 @@ class QuerySection(_Section):
     baseline: float | None = None
     limit: float | None = None
     service_label: str = "service"
-    change: Literal["deploy", "config", "infra", "certificate", "other"] | None = None
+    change: ChangeKind | None = None
     version_label: str = "version"
     services: list[str] = Field(default_factory=list)
     alerts: list[str] = Field(default_factory=list)

@@ -27,6 +27,7 @@ from durable_ir.clock import UtcDatetime
 
 __all__ = [
     "ChangeEvidence",
+    "ChangeKind",
     "EventEvidence",
     "Evidence",
     "EvidenceWindow",
@@ -68,11 +69,15 @@ class MetricEvidence(_EvidenceBase):
     """The resource's capacity where it has one (pool size, disk size, CPU quota)."""
 
 
+ChangeKind = Literal["deploy", "config", "infra", "certificate", "other"]
+"""What kind of change a :class:`ChangeEvidence` records."""
+
+
 class ChangeEvidence(_EvidenceBase):
     """A change to the system: deploy, configuration, infrastructure, certificate."""
 
     kind: Literal["change"] = "change"
-    change: Literal["deploy", "config", "infra", "certificate", "other"]
+    change: ChangeKind
     version: str | None = None
     author: str | None = None
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
+from durable_ir.rca.evidence import ChangeKind
 from durable_ir.simulation.topology import LogLevel
 
 __all__ = [
@@ -26,8 +26,6 @@ __all__ = [
     "Remediation",
     "Slowdown",
 ]
-
-ChangeKind = Literal["deploy", "config", "infra", "certificate", "other"]
 
 
 @dataclass(frozen=True)

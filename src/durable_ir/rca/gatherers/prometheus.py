@@ -53,13 +53,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from durable_ir.errors import ConfigurationError, DurableIRError
 from durable_ir.rca.evidence import (
     ChangeEvidence,
+    ChangeKind,
     EventEvidence,
     EvidenceWindow,
     LogEvidence,
@@ -114,7 +115,7 @@ class PromQuery:
     baseline: float | None = None
     limit: float | None = None
     service_label: str = "service"
-    change: Literal["deploy", "config", "infra", "certificate", "other"] | None = None
+    change: ChangeKind | None = None
     version_label: str = "version"
 
     def __post_init__(self) -> None:
