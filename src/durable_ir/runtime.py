@@ -433,16 +433,15 @@ class Runtime:
             if run
             else RunLease(None, self.clock() + timedelta(seconds=self._unstarted_grace))
         )
-        async with self.store.locks.taking(incident_id, self.store.ledger) as taking:
-            intake = await self.store.ledger.open_firing(
-                replace(new, fingerprint=parsed.fingerprint, lease=lease),
-                parsed.fired_at,
-                take=taking.request if run else None,
-            )
+        new = replace(new, fingerprint=parsed.fingerprint, lease=lease)
+        ledger = self.store.ledger
+        if not run:  # only indexed: nothing to take
+            intake = await ledger.open_firing(new, parsed.fired_at)
+            return await self._ingested(registered, parsed, incident_id, run_input, intake, None)
+        async with self.store.locks.taking(incident_id, ledger) as taking:
+            intake = await ledger.open_firing(new, parsed.fired_at, take=taking.request)
             taking.took(intake.epoch)
-            return await self._ingested(
-                registered, parsed, incident_id, run_input, intake, taking if run else None
-            )
+            return await self._ingested(registered, parsed, incident_id, run_input, intake, taking)
 
     async def _ingested(
         self,
